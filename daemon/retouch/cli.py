@@ -1,0 +1,314 @@
+"""`retouch`: the command line. Every image job goes through the daemon (started on demand), like the plugins."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, connection
+from .client import Client, Progress
+from .errors import BadRequest, DaemonUnavailable, ImageError, RetouchError
+from .imageio import SUPPORTED_SUFFIXES, LoadedImage, read_image, write_image
+from .pixels import NUMPY_DTYPES, frame_to_array, spec_for_array
+
+START_TIMEOUT = 60.0
+
+
+# ---- serve ---------------------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    existing = connection.live_connection()
+    if existing is not None:
+        print(f"retouch: a daemon is already running (pid {existing['pid']}, port {existing['port']})",
+              file=sys.stderr)
+        return 0
+    if args.detach:
+        return _serve_detached(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        filename=args.log_file)
+    from .server import AlreadyRunning, serve
+
+    try:
+        serve(args.host, args.port, args.device, args.precision)
+    except AlreadyRunning as exc:
+        print(f"retouch: {exc.message}", file=sys.stderr)
+    return 0
+
+
+def _serve_detached(args: argparse.Namespace) -> int:
+    log_file = connection.runtime_dir() / "daemon.log"
+    cmd = [sys.executable, "-m", "retouch", "serve", "--host", args.host, "--port", str(args.port),
+           "--device", args.device, "--precision", args.precision, "--log-file", str(log_file)]
+    with open(os.devnull, "rb") as devnull, open(log_file, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=devnull, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        info = connection.live_connection()
+        if info is not None:
+            try:
+                Client(autostart=False, timeout=5).ping()
+            except RetouchError:
+                pass
+            else:
+                print(f"retouch: daemon running (pid {info['pid']}, port {info['port']})", file=sys.stderr)
+                return 0
+        if proc.poll() is not None and connection.live_connection() is None:
+            tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] if log_file.exists() else []
+            print(f"retouch: error: the daemon exited at start ({tail[0] if tail else proc.returncode})",
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"retouch: error: the daemon did not come up within {START_TIMEOUT:.0f} s (see {log_file})",
+          file=sys.stderr)
+    return 1
+
+
+# ---- image <-> wire ------------------------------------------------------------------------------------------
+def _to_wire(img: LoadedImage) -> tuple[np.ndarray, bool]:
+    """RGB(A)/GRAY array for the wire; gray+alpha travels as RGBA (returns whether to fold it back)."""
+    px = img.pixels
+    if px.ndim == 3 and px.shape[2] == 2:
+        gray, alpha = px[:, :, :1], px[:, :, 1:]
+        return np.concatenate([gray, gray, gray, alpha], axis=2), True
+    return px, False
+
+
+def _from_wire(arr: np.ndarray, fold_gray_alpha: bool) -> np.ndarray:
+    if fold_gray_alpha:
+        gray = arr[:, :, :3].astype(np.float32).mean(axis=2, keepdims=True)
+        return np.concatenate([gray.round().astype(arr.dtype) if arr.dtype.kind == "u" else gray.astype(arr.dtype),
+                               arr[:, :, 3:]], axis=2)
+    return arr
+
+
+def _check_output(path: Path) -> None:
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise ImageError(f"{path}: cannot write '{path.suffix or 'no extension'}' files "
+                         f"(use one of {', '.join(SUPPORTED_SUFFIXES)})")
+    if not path.parent.is_dir():
+        raise ImageError(f"{path}: the folder {path.parent} does not exist")
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.scale is not None:
+        params["scale"] = args.scale
+    return params
+
+
+class ProgressBar:
+    """tqdm on a terminal, nothing otherwise."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, desc=label, unit="%", leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def __call__(self, event: Progress) -> None:
+        if self.bar is not None:
+            self.bar.n = round(event.fraction * 100)
+            self.bar.set_postfix_str(event.stage, refresh=False)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def enhance_file(client: Client, src: Path, dst: Path, args: argparse.Namespace, label: str) -> dict[str, Any]:
+    started = time.monotonic()
+    _check_output(dst)
+    img = read_image(src)
+    arr, fold = _to_wire(img)
+    spec = spec_for_array(arr)
+    bar = ProgressBar(label, not args.quiet)
+    try:
+        result = client.enhance(args.task, np.ascontiguousarray(arr).tobytes(), spec, on_progress=bar,
+                                params=_params(args), model=args.model, tile=args.tile, device=args.device)
+    finally:
+        bar.close()
+    out = frame_to_array(result.spec, result.pixels)
+    out = out.astype(NUMPY_DTYPES[result.spec.dtype].newbyteorder("="), copy=False)
+    write_image(dst, _from_wire(out, fold), img.icc_profile)
+    info = result.info
+    return {
+        "input": str(src),
+        "output": str(dst),
+        "task": info.get("task", args.task),
+        "model": info.get("model"),
+        "device": info.get("device"),
+        "dtype": info.get("dtype"),
+        "params": info.get("params"),
+        "seconds": round(time.monotonic() - started, 3),
+        "daemon_seconds": info.get("seconds"),
+        "input_size": info.get("input_size"),
+        "output_size": info.get("output_size"),
+        "tiles": info.get("tiles"),
+    }
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    src, dst = Path(args.input), Path(args.output)
+    if src.resolve() == dst.resolve():
+        raise BadRequest(f"{dst}: the output would overwrite the input; choose another name")
+    client = Client(start_timeout=START_TIMEOUT)
+    summary = enhance_file(client, src, dst, args, src.name)
+    if args.json:
+        print(json.dumps(summary))
+    elif not args.quiet:
+        w, h = summary["output_size"] or ("?", "?")
+        print(f"{dst}: {w}x{h}, {summary['task']} with {summary['model']} on {summary['device']} "
+              f"in {summary['seconds']:.2f} s")
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    in_dir, out_dir = Path(args.input_dir), Path(args.output_dir)
+    if not in_dir.is_dir():
+        raise ImageError(f"{in_dir}: not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = args.format if args.format else None
+    files = sorted(p for p in in_dir.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+    if not files:
+        raise ImageError(f"{in_dir}: no PNG, JPEG or TIFF files in this folder")
+    client = Client(start_timeout=START_TIMEOUT)
+    done = skipped = failed = 0
+    records = []
+    for i, src in enumerate(files, 1):
+        dst = out_dir / (src.stem + (f".{suffix.lstrip('.')}" if suffix else src.suffix))
+        if dst.exists():
+            skipped += 1
+            records.append({"input": str(src), "output": str(dst), "skipped": True})
+            continue
+        try:
+            records.append(enhance_file(client, src, dst, args, f"[{i}/{len(files)}] {src.name}"))
+            done += 1
+        except RetouchError as exc:
+            failed += 1
+            records.append({"input": str(src), "error": exc.message, "code": exc.code})
+            print(f"retouch: {src.name}: {exc.message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"done": done, "skipped": skipped, "failed": failed, "files": records}))
+    elif not args.quiet:
+        print(f"{done} enhanced, {skipped} skipped (output exists), {failed} failed -> {out_dir}")
+    return 1 if failed else 0
+
+
+# ---- daemon queries ------------------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    models = Client(start_timeout=START_TIMEOUT).models()
+    if args.json:
+        print(json.dumps({"models": models}))
+        return 0
+    for m in models:
+        kind = "builtin" if m["builtin"] else "user"
+        scale = f"x{m['scale']}" if m.get("scale") else ""
+        loaded = " (loaded)" if m.get("loaded") else ""
+        print(f"{m['name']:32} {kind:8} {m.get('task') or '-':10} {scale:4} {m['path']}{loaded}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = Client(autostart=False)
+    if not client.is_running():
+        if args.json:
+            print(json.dumps({"running": False}))
+        else:
+            print("retouch: no daemon is running")
+        return 3
+    status = client.status()
+    if args.json:
+        print(json.dumps(dict(status, running=True)))
+    else:
+        running = status["running"]
+        job = f"{running['task']} {running['fraction'] * 100:.0f}%" if running else "idle"
+        print(f"daemon pid {status['pid']} on {status['host']}:{status['port']}, device {status['device']}, "
+              f"{job}, {status['queued']} queued, {status['completed']} done, "
+              f"models loaded: {', '.join(Path(p).name for p in status['loaded_models']) or 'none'}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    client = Client(autostart=False)
+    if not client.is_running():
+        print("retouch: no daemon is running", file=sys.stderr)
+        return 0
+    client.shutdown()
+    print("retouch: daemon stopped", file=sys.stderr)
+    return 0
+
+
+# ---- parser --------------------------------------------------------------------------------------------------
+def _add_job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="upscale", help="what to do (default: upscale)")
+    p.add_argument("--scale", type=int, help="upscale factor: 2 or 4 (default 2)")
+    p.add_argument("--model", help="model name (see `retouch models`) or path to a model file")
+    p.add_argument("--tile", type=int, help="tile size in input pixels (default: from the memory budget)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="run this job on the CPU or the GPU")
+    p.add_argument("--json", action="store_true", help="print one JSON object describing what was done")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retouch", description="AI photo enhancement through the Retouch daemon")
+    parser.add_argument("--version", action="version", version=f"retouch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the daemon")
+    p.add_argument("--detach", action="store_true", help="start in the background and return once it answers")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one, written to the connection file)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--log-file", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("enhance", help="enhance one image")
+    p.add_argument("input", help="PNG, JPEG or TIFF file")
+    p.add_argument("-o", "--output", required=True, help="where to write the result (replaced only when complete)")
+    _add_job_options(p)
+    p.set_defaults(func=cmd_enhance)
+
+    p = sub.add_parser("batch", help="enhance every image of a folder (skips outputs that exist, so it resumes)")
+    p.add_argument("input_dir")
+    p.add_argument("-o", "--output-dir", required=True)
+    p.add_argument("--format", choices=("png", "jpg", "tif"), help="output format (default: same as the input)")
+    _add_job_options(p)
+    p.set_defaults(func=cmd_batch)
+
+    for name, func, text in (("models", cmd_models, "list the models the daemon can use"),
+                             ("status", cmd_status, "show whether the daemon runs and what it does")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+    p = sub.add_parser("stop", help="stop the daemon")
+    p.set_defaults(func=cmd_stop)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RetouchError as exc:
+        print(f"retouch: error: {exc.message}", file=sys.stderr)
+        return 4 if isinstance(exc, DaemonUnavailable) else 1
+    except KeyboardInterrupt:
+        print("retouch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

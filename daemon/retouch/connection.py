@@ -1,0 +1,153 @@
+"""The connection file through which clients find and authenticate to the daemon (stdlib only: vendored).
+
+`<runtime dir>/retouch/daemon.json` holds `{"transport", "host", "port", "key", "pid", "version"}` and is created
+with mode 0600 before anything is written into it. The runtime dir is platformdirs' user runtime dir
+(`$XDG_RUNTIME_DIR` on Linux); `RETOUCH_RUNTIME_DIR` overrides it (tests, several daemons side by side).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TypedDict
+
+from .protocol import PROTOCOL_VERSION
+
+FILE_NAME = "daemon.json"
+
+
+class ConnectionInfo(TypedDict):
+    transport: str
+    host: str
+    port: int
+    key: str
+    pid: int
+    version: int
+
+
+def runtime_dir() -> Path:
+    """Where the connection file lives; created with mode 0700 if missing."""
+    override = os.environ.get("RETOUCH_RUNTIME_DIR")
+    if override:
+        base = Path(override)
+    else:
+        try:
+            import platformdirs
+
+            with warnings.catch_warnings():  # it warns when XDG_RUNTIME_DIR is unset, then falls back sanely
+                warnings.simplefilter("ignore")
+                base = Path(platformdirs.user_runtime_dir("retouch", appauthor=False))
+        except ImportError:  # inside an editor: mirror platformdirs with the stdlib
+            base = _stdlib_runtime_dir() / "retouch"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return base
+
+
+def _stdlib_runtime_dir() -> Path:
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", tempfile.gettempdir())) / "Temp"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "TemporaryItems"
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg)
+    run_user = Path(f"/run/user/{os.getuid()}")
+    return run_user if run_user.is_dir() else Path(tempfile.gettempdir()) / f"runtime-{os.getuid()}"
+
+
+def connection_path() -> Path:
+    return runtime_dir() / FILE_NAME
+
+
+def new_key() -> str:
+    return secrets.token_hex(32)
+
+
+def write_connection_file(info: ConnectionInfo, path: Path | None = None) -> Path:
+    """Write atomically with mode 0600 (the key never touches a world-readable file)."""
+    path = path or connection_path()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(info, fh)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_connection_file(path: Path | None = None) -> ConnectionInfo | None:
+    """The recorded daemon, or None when there is no file or it is unreadable or half-written."""
+    path = path or connection_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    required = {"host": str, "port": int, "key": str, "pid": int, "version": int}
+    if not isinstance(data, dict) or any(not isinstance(data.get(k), t) for k, t in required.items()):
+        return None
+    data.setdefault("transport", "tcp")
+    return data  # type: ignore[return-value]
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process on Windows
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # type: ignore[attr-defined]
+        if not handle:
+            return False
+        ctypes.windll.kernel32.CloseHandle(handle)  # type: ignore[attr-defined]
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_connection(path: Path | None = None) -> ConnectionInfo | None:
+    """The connection info if its daemon process is alive; None for no file or a stale one (dead pid)."""
+    info = read_connection_file(path)
+    if info is None or not pid_alive(info["pid"]):
+        return None
+    return info
+
+
+def endpoint(info: ConnectionInfo) -> str:
+    return f"{info['transport']}://{info['host']}:{info['port']}"
+
+
+def remove_connection_file(pid: int, path: Path | None = None) -> None:
+    """Remove the file only if it still names `pid` (never delete another daemon's file)."""
+    path = path or connection_path()
+    info = read_connection_file(path)
+    if info is not None and info["pid"] == pid:
+        path.unlink(missing_ok=True)
+
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ConnectionInfo",
+    "connection_path",
+    "endpoint",
+    "live_connection",
+    "new_key",
+    "pid_alive",
+    "read_connection_file",
+    "remove_connection_file",
+    "runtime_dir",
+    "write_connection_file",
+]

@@ -1,0 +1,130 @@
+"""The model host: a warm cache of loaded models, tiled inference, out-of-memory fallback.
+
+One `Engine` lives in the daemon's worker thread and owns every model; models stay loaded between jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .device import describe, pick_device
+from .loader import LoadedModel, load_model
+from .registry import ModelSpec
+from .tiling import run_tiled
+
+log = logging.getLogger("retouch.engine")
+
+MIN_TILE = 32
+MAX_TILE = 2048
+DEFAULT_CPU_BUDGET = 1 << 30  # bytes of activations for one tile on CPU
+BYTES_PER_PIXEL_FP32 = 2048  # per input pixel, for a small conv net at 48-64 features (measured order)
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "failed to allocate" in text
+
+
+@dataclass
+class RunInfo:
+    model: str
+    device: str
+    dtype: str
+    tile: int
+    tiles: int
+    retries: int
+
+
+class Engine:
+    def __init__(self, device: str = "auto", precision: str = "auto", max_loaded: int = 4) -> None:
+        self.device = pick_device(device)
+        self.precision = precision
+        self.max_loaded = max_loaded
+        self._cache: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0  # how many times a model file was actually loaded (tests check the cache with it)
+
+    @property
+    def device_name(self) -> str:
+        return describe(self.device)
+
+    def loaded(self) -> list[str]:
+        return [str(k[0]) for k in self._cache]
+
+    def get(self, spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:
+        """The loaded model for `spec`, loading it once and keeping it hot (LRU over `max_loaded`)."""
+        device = device or self.device
+        key = (str(spec.path), str(device))
+        with self._lock:
+            model = self._cache.get(key)
+            if model is None:
+                log.info("loading %s on %s", spec.path.name, device)
+                model = load_model(spec.path, device, self.precision)
+                self.loads += 1
+                self._cache[key] = model
+                while len(self._cache) > self.max_loaded:
+                    self._cache.popitem(last=False)
+            self._cache.move_to_end(key)
+            return model
+
+    def default_tile(self, model: LoadedModel) -> int:
+        if model.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(model.device)
+            budget = free // 2
+        else:
+            budget = DEFAULT_CPU_BUDGET
+        per_px = BYTES_PER_PIXEL_FP32 * (1 if model.dtype == "fp32" else 0.5) * max(1, model.scale**2 / 4)
+        tile = int((budget / per_px) ** 0.5) // 32 * 32
+        return max(MIN_TILE * 4, min(MAX_TILE, tile))
+
+    def run(
+        self,
+        model: LoadedModel,
+        image: np.ndarray,
+        tile: int | None = None,
+        on_tile: Callable[[int, int], None] | None = None,
+        overlap: int = 32,
+    ) -> tuple[np.ndarray, RunInfo]:
+        """Run `model` over an H x W x 3 float32 image, tiled; halve the tile on out-of-memory, then fall back to
+        CPU. Cancellation and progress come through `on_tile`, which may raise."""
+        tile = tile or self.default_tile(model)
+        retries = 0
+        while True:
+            try:
+                out = run_tiled(image, model, model.scale, tile, overlap=overlap, on_tile=on_tile)
+                tiles = _tile_count(image, tile, overlap)
+                return out, RunInfo(model.path.stem, model.device_name, model.dtype, tile, tiles, retries)
+            except Exception as exc:
+                if not is_oom(exc):
+                    raise
+                retries += 1
+                if model.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if tile // 2 >= MIN_TILE:
+                    log.warning("out of memory at tile %d, retrying at %d", tile, tile // 2)
+                    tile //= 2
+                    continue
+                if model.device.type == "cuda":
+                    log.warning("out of memory on the GPU at the smallest tile, falling back to CPU")
+                    model = model.to(torch.device("cpu"))
+                    tile = self.default_tile(model)
+                    continue
+                raise
+
+
+def _tile_count(image: np.ndarray, tile: int, overlap: int) -> int:
+    from .tiling import count_tiles
+
+    return count_tiles(image.shape[0], image.shape[1], tile, min(overlap, tile // 2))
+
+
+__all__ = ["Engine", "LoadedModel", "ModelSpec", "RunInfo", "is_oom"]

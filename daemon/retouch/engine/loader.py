@@ -1,0 +1,170 @@
+"""Model loading: spandrel for PyTorch files (.pth, .pt, .ckpt, .safetensors), onnxruntime for .onnx.
+
+Both backends are wrapped in `LoadedModel`, which maps one H x W x 3 float32 tile to its output tile, so the
+tiling and task code never special-cases a backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UnsupportedModel
+from .device import describe, pick_dtype
+
+TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
+ONNX_SUFFIXES = (".onnx",)
+MODEL_SUFFIXES = TORCH_SUFFIXES + ONNX_SUFFIXES
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    backend: str  # "torch" | "onnx"
+    architecture: str
+    scale: int
+    input_channels: int
+    output_channels: int
+    purpose: str
+    device: torch.device
+    dtype: str
+    size_multiple: int = 1
+    _descriptor: object = field(default=None, repr=False)
+    _session: object = field(default=None, repr=False)
+    _onnx_input: str = ""
+
+    @property
+    def device_name(self) -> str:
+        return describe(self.device) if self.backend == "torch" else f"onnx:{self.device.type}"
+
+    def __call__(self, tile: np.ndarray) -> np.ndarray:
+        """H x W x 3 float32 [0, 1] -> (H*scale) x (W*scale) x C float32 [0, 1]."""
+        if self.backend == "onnx":
+            return self._run_onnx(tile)
+        return self._run_torch(tile)
+
+    def _run_torch(self, tile: np.ndarray) -> np.ndarray:
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
+        x = torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))[None]
+        x = x.clamp(0, 1).to(self.device, dtype).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            y = self._descriptor(x)  # type: ignore[operator]
+        return y[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+    def _run_onnx(self, tile: np.ndarray) -> np.ndarray:
+        h, w = tile.shape[:2]
+        m = self.size_multiple
+        ph, pw = (-h) % m, (-w) % m
+        x = np.ascontiguousarray(np.clip(tile, 0, 1).transpose(2, 0, 1))[None]
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+        y = self._session.run(None, {self._onnx_input: x.astype(np.float32)})[0]  # type: ignore[union-attr]
+        y = y[0, :, : h * self.scale, : w * self.scale]
+        return np.clip(y, 0, 1).transpose(1, 2, 0).astype(np.float32)
+
+    def to(self, device: torch.device) -> LoadedModel:
+        """Move a torch model to another device (used for the out-of-memory fallback to CPU)."""
+        if self.backend == "torch" and device != self.device:
+            self._descriptor.to(device)  # type: ignore[union-attr]
+            if device.type == "cpu" and self.dtype == "fp16":
+                self._descriptor.to(torch.float32)  # type: ignore[union-attr]
+                self.dtype = "fp32"
+            self.device = device
+        return self
+
+
+def load_model(path: Path, device: torch.device, precision: str = "auto") -> LoadedModel:
+    """Load `path`; raises UnsupportedModel with the reason when the file cannot serve as an image model."""
+    if not path.is_file():
+        raise UnsupportedModel(f"model file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        return _load_onnx(path, device)
+    if suffix not in TORCH_SUFFIXES:
+        raise UnsupportedModel(f"model file {path.name}: unknown format (expected one of {', '.join(MODEL_SUFFIXES)})")
+    return _load_torch(path, device, precision)
+
+
+def _load_torch(path: Path, device: torch.device, precision: str) -> LoadedModel:
+    import spandrel
+
+    try:
+        desc = spandrel.ModelLoader(device=torch.device("cpu")).load_from_file(path)
+    except spandrel.UnsupportedModelError:
+        raise UnsupportedModel(f"model file {path.name}: spandrel does not recognise this architecture") from None
+    except Exception as exc:  # corrupt files raise anything from pickle, zip or safetensors
+        raise UnsupportedModel(f"model file {path.name} could not be read: {exc}") from None
+    if not isinstance(desc, spandrel.ImageModelDescriptor):
+        raise UnsupportedModel(f"model file {path.name} is a {type(desc).__name__}, not an image-to-image model")
+    dtype = pick_dtype(device, precision, desc.supports_half, desc.supports_bfloat16)
+    desc.to(device).eval()
+    desc.to(dtype)
+    if device.type == "cpu" or dtype != torch.float32:
+        desc.model.to(memory_format=torch.channels_last)
+    return LoadedModel(
+        path=path,
+        backend="torch",
+        architecture=desc.architecture.name,
+        scale=int(desc.scale),
+        input_channels=int(desc.input_channels),
+        output_channels=int(desc.output_channels),
+        purpose=str(desc.purpose),
+        device=device,
+        dtype={torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype],
+        size_multiple=int(desc.size_requirements.multiple_of),
+        _descriptor=desc,
+    )
+
+
+def _load_onnx(path: Path, device: torch.device) -> LoadedModel:
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:
+        raise UnsupportedModel(f"model file {path.name} could not be loaded by onnxruntime: {exc}") from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4:
+        raise UnsupportedModel(f"model file {path.name}: expected one NCHW image input, found {len(inputs)} inputs")
+    in_ch = inputs[0].shape[1] if isinstance(inputs[0].shape[1], int) else 3
+    probe = np.zeros((1, in_ch, 16, 16), np.float32)
+    try:
+        out = session.run(None, {inputs[0].name: probe})[0]
+    except Exception as exc:
+        raise UnsupportedModel(
+            f"model file {path.name}: a 16x16 probe failed ({exc}); only models with dynamic sizes work"
+        ) from None
+    if out.ndim != 4 or out.shape[2] % 16 or out.shape[2] != out.shape[3]:
+        raise UnsupportedModel(f"model file {path.name}: output shape {out.shape} is not an image of the input")
+    scale = out.shape[2] // 16
+    on_gpu = session.get_providers()[0] == "CUDAExecutionProvider"
+    return LoadedModel(
+        path=path,
+        backend="onnx",
+        architecture="ONNX",
+        scale=scale,
+        input_channels=int(in_ch),
+        output_channels=int(out.shape[1]),
+        purpose="SR" if scale > 1 else "Restoration",
+        device=torch.device("cuda" if on_gpu else "cpu"),
+        dtype="fp32",
+        _session=session,
+        _onnx_input=inputs[0].name,
+    )

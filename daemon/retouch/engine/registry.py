@@ -1,0 +1,90 @@
+"""Where models come from: the builtin weights shipped in the package, and the user's model folder.
+
+A model is named by its file stem (`retouch-upscale-x4`) or given as a path. The user folder is
+`<platformdirs user data dir>/retouch/models` (`RETOUCH_MODELS_DIR` overrides it); any `.pth`, `.pt`, `.ckpt`,
+`.safetensors` or `.onnx` file dropped there is listed and can be used by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import UnknownModel
+from .loader import MODEL_SUFFIXES
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    path: Path
+    builtin: bool
+    task: str | None = None  # known for builtin models (from their card), None for user files
+    scale: int | None = None
+    license: str | None = None
+    description: str = ""
+
+    def to_wire(self) -> dict:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def user_models_dir() -> Path:
+    override = os.environ.get("RETOUCH_MODELS_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("retouch", appauthor=False)) / "models"
+
+
+def _builtin_specs() -> list[ModelSpec]:
+    index = BUILTIN_DIR / "builtin.json"
+    if not index.exists():
+        return []
+    specs = []
+    for entry in json.loads(index.read_text()):
+        path = BUILTIN_DIR / entry["file"]
+        if path.exists():
+            specs.append(
+                ModelSpec(
+                    name=entry["name"],
+                    path=path,
+                    builtin=True,
+                    task=entry["task"],
+                    scale=entry.get("scale"),
+                    license=entry.get("license"),
+                    description=entry.get("description", ""),
+                )
+            )
+    return specs
+
+
+def list_models() -> list[ModelSpec]:
+    specs = _builtin_specs()
+    taken = {s.name for s in specs}
+    folder = user_models_dir()
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() in MODEL_SUFFIXES and path.is_file() and path.stem not in taken:
+                specs.append(ModelSpec(name=path.stem, path=path, builtin=False))
+                taken.add(path.stem)
+    return specs
+
+
+def resolve(name_or_path: str) -> ModelSpec:
+    """A model by name, or by path to a model file; raises UnknownModel listing what exists."""
+    specs = list_models()
+    for spec in specs:
+        if spec.name == name_or_path:
+            return spec
+    path = Path(name_or_path).expanduser()
+    if path.suffix.lower() in MODEL_SUFFIXES and path.is_file():
+        return ModelSpec(name=path.stem, path=path.resolve(), builtin=False)
+    names = ", ".join(s.name for s in specs) or "none"
+    raise UnknownModel(f"unknown model {name_or_path!r}: not a model file, and not one of: {names}")

@@ -1,0 +1,216 @@
+"""Retouch wire protocol, version 1 (stdlib only: vendored verbatim into the Krita and GIMP plugins).
+
+Every message is one ZeroMQ multipart message:
+
+    [b"retouch/1", signature, header_json, *buffers]
+
+- `signature` is the hex HMAC-SHA256, keyed with the connection key, of `header_json` followed by the SHA-256 digest
+  of each buffer in order. Messages whose signature does not verify are dropped (and counted) by the daemon.
+- `header_json` is a UTF-8 JSON object. Every header has `protocol` (int), `type` (str) and `msg_id` (str).
+  Replies carry `parent_id`, the `msg_id` of the request they answer.
+- Buffers are raw pixel frames, never base64 or PNG: an image is described by an `ImageSpec` in the header
+  (`width`, `height`, `dtype` u8|u16|f16|f32, `order` RGBA|BGRA|RGB|GRAY, `transfer` srgb|linear, `stride` bytes
+  per row) and travels as buffer 0; an optional selection mask (u8, one byte per pixel, 0 = keep, 255 = process,
+  stride = width) travels as buffer 1.
+
+Requests (client -> daemon): `enhance` {task, params, model?, image, mask?}, `preview` (same), `cancel` {job_id},
+`status`, `models`, `tasks`, `ping`, `shutdown`.
+Replies (daemon -> client): `accepted` {job_id, position}, `progress` {job_id, fraction, stage}, `result` {job_id,
+image, info} + pixel buffer, `reply` {payload} for the small requests, `error` {error: {code, message}, job_id?}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import AuthError, BadRequest, ProtocolMismatch
+
+PROTOCOL_VERSION = 1
+TAG_PREFIX = b"retouch/"
+PROTOCOL_TAG = TAG_PREFIX + str(PROTOCOL_VERSION).encode()
+
+DTYPE_SIZES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
+ORDER_CHANNELS = {"RGBA": 4, "BGRA": 4, "RGB": 3, "GRAY": 1}
+TRANSFERS = ("srgb", "linear")
+
+REQUEST_TYPES = ("enhance", "preview", "cancel", "status", "models", "tasks", "ping", "shutdown")
+REPLY_TYPES = ("accepted", "progress", "result", "reply", "error")
+
+MAX_HEADER_BYTES = 1 << 20
+MAX_SIDE = 65536
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How the pixels of one raw frame are laid out."""
+
+    width: int
+    height: int
+    dtype: str = "u8"
+    order: str = "RGBA"
+    transfer: str = "srgb"
+    stride: int = 0  # bytes per row; 0 means tightly packed
+
+    @property
+    def channels(self) -> int:
+        return ORDER_CHANNELS[self.order]
+
+    @property
+    def itemsize(self) -> int:
+        return DTYPE_SIZES[self.dtype]
+
+    @property
+    def row_bytes(self) -> int:
+        return self.width * self.channels * self.itemsize
+
+    @property
+    def row_stride(self) -> int:
+        return self.stride or self.row_bytes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes a frame with this spec must have."""
+        return self.row_stride * self.height
+
+    def to_header(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["channels"] = self.channels
+        d["stride"] = self.row_stride
+        return d
+
+    @classmethod
+    def from_header(cls, d: Any, what: str = "image") -> ImageSpec:
+        """Validate a header's image description; raises BadRequest naming the field that is wrong."""
+        if not isinstance(d, dict):
+            raise BadRequest(f"'{what}' must be an object with width, height, dtype, order, transfer")
+        for key in ("width", "height"):
+            v = d.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SIDE:
+                raise BadRequest(f"{what}.{key} must be an integer from 1 to {MAX_SIDE}, got {v!r}")
+        dtype = d.get("dtype", "u8")
+        if dtype not in DTYPE_SIZES:
+            raise BadRequest(f"{what}.dtype {dtype!r} is not one of {', '.join(DTYPE_SIZES)}")
+        order = d.get("order", "RGBA")
+        if order not in ORDER_CHANNELS:
+            raise BadRequest(f"{what}.order {order!r} is not one of {', '.join(ORDER_CHANNELS)}")
+        transfer = d.get("transfer", "srgb")
+        if transfer not in TRANSFERS:
+            raise BadRequest(f"{what}.transfer {transfer!r} is not one of {', '.join(TRANSFERS)}")
+        channels = d.get("channels")
+        if channels is not None and channels != ORDER_CHANNELS[order]:
+            raise BadRequest(f"{what}.channels is {channels!r} but order {order} has {ORDER_CHANNELS[order]}")
+        spec = cls(d["width"], d["height"], dtype, order, transfer, 0)
+        stride = d.get("stride", 0)
+        if not isinstance(stride, int) or isinstance(stride, bool) or (stride and stride < spec.row_bytes):
+            raise BadRequest(f"{what}.stride {stride!r} is smaller than a row ({spec.row_bytes} bytes)")
+        return cls(spec.width, spec.height, dtype, order, transfer, stride if stride != spec.row_bytes else 0)
+
+    def check_frame(self, frame: bytes | memoryview, what: str = "image") -> None:
+        size = len(frame)
+        if size != self.nbytes:
+            raise BadRequest(
+                f"{what} frame has {size} bytes, but {self.width}x{self.height} {self.order} {self.dtype} "
+                f"with stride {self.row_stride} needs {self.nbytes}"
+            )
+
+
+def mask_spec(width: int, height: int) -> ImageSpec:
+    return ImageSpec(width, height, "u8", "GRAY", "srgb", 0)
+
+
+def sign(key: bytes, header_json: bytes, buffers: list[bytes] | tuple[bytes, ...]) -> bytes:
+    mac = hmac.new(key, header_json, hashlib.sha256)
+    for buf in buffers:
+        mac.update(hashlib.sha256(buf).digest())
+    return mac.hexdigest().encode()
+
+
+def encode(key: bytes, header: dict[str, Any], buffers: list[bytes] | tuple[bytes, ...] = ()) -> list[bytes]:
+    """Build the frames of one message. `header` gets `protocol` and a fresh `msg_id` if it lacks them."""
+    header = dict(header)
+    header.setdefault("protocol", PROTOCOL_VERSION)
+    header.setdefault("msg_id", new_id())
+    header_json = json.dumps(header, separators=(",", ":")).encode()
+    frames = [bytes(b) if not isinstance(b, bytes) else b for b in buffers]
+    return [PROTOCOL_TAG, sign(key, header_json, frames), header_json, *frames]
+
+
+@dataclass
+class Message:
+    header: dict[str, Any]
+    buffers: list[bytes]
+
+    @property
+    def type(self) -> str:
+        return str(self.header.get("type", ""))
+
+
+class ReplayGuard:
+    """Remembers the last `size` signatures so a captured message cannot be replayed."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._size = size
+
+    def check(self, signature: bytes) -> None:
+        if signature in self._seen:
+            raise AuthError("message replayed (signature already seen)")
+        self._seen[signature] = None
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+
+def decode(key: bytes, frames: list[bytes], replay: ReplayGuard | None = None) -> Message:
+    """Check frame count, then signature, then the protocol version, then parse the header.
+
+    Raises AuthError (bad or missing signature), ProtocolMismatch (another protocol version, named in the message)
+    or BadRequest (malformed frames or header).
+    """
+    if len(frames) < 3:
+        raise BadRequest(f"a message needs at least 3 frames (tag, signature, header), got {len(frames)}")
+    tag, signature, header_json, *buffers = (bytes(f) for f in frames)
+    if not tag.startswith(TAG_PREFIX):
+        raise BadRequest(f"not a Retouch message (first frame {tag[:32]!r})")
+    if len(header_json) > MAX_HEADER_BYTES:
+        raise BadRequest(f"header is {len(header_json)} bytes, the limit is {MAX_HEADER_BYTES}")
+    expected = sign(key, header_json, buffers)
+    if not hmac.compare_digest(expected, signature):
+        raise AuthError("bad signature: the message was not signed with this daemon's key")
+    if replay is not None:
+        replay.check(signature)
+    try:
+        header = json.loads(header_json)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"header is not valid JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise BadRequest("header must be a JSON object")
+    tag_version = tag[len(TAG_PREFIX) :].decode(errors="replace")
+    version = header.get("protocol", tag_version)
+    if str(version) != str(PROTOCOL_VERSION) or tag != PROTOCOL_TAG:
+        err = ProtocolMismatch(
+            f"protocol version mismatch: the peer speaks Retouch protocol {version}, "
+            f"this side speaks protocol {PROTOCOL_VERSION}; update the plugin or the daemon so they match"
+        )
+        err.header = header  # so the daemon can still address its answer
+        raise err
+    if not isinstance(header.get("type"), str):
+        raise BadRequest("header has no 'type'")
+    return Message(header, buffers)
+
+
+def reply_header(parent: dict[str, Any] | None, type_: str, **fields: Any) -> dict[str, Any]:
+    header: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "type": type_, "msg_id": new_id()}
+    if parent is not None and "msg_id" in parent:
+        header["parent_id"] = parent["msg_id"]
+    header.update(fields)
+    return header

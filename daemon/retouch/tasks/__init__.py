@@ -1,0 +1,18 @@
+"""The task registry: each task is one module, found here by name."""
+
+from __future__ import annotations
+
+from ..errors import UnknownTask
+from .base import Param, Task, TaskContext, TaskResult
+from .upscale import Upscale
+
+TASKS: dict[str, Task] = {task.name: task for task in (Upscale(),)}
+
+
+def get_task(name: object) -> Task:
+    if not isinstance(name, str) or name not in TASKS:
+        raise UnknownTask(f"unknown task {name!r}; available: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "Param", "Task", "TaskContext", "TaskResult", "get_task"]

@@ -1,0 +1,73 @@
+"""Shared fixtures: every test that needs a daemon gets a real one, on loopback, in a private runtime dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from retouch import connection
+from retouch.client import Client
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Never touch the user's real runtime dir or model folder."""
+    runtime = tmp_path_factory.mktemp("runtime")
+    monkeypatch.setenv("RETOUCH_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("RETOUCH_MODELS_DIR", str(tmp_path_factory.mktemp("models")))
+    return runtime
+
+
+def start_daemon(runtime: Path, models_dir: Path | None = None, *extra: str) -> subprocess.Popen:
+    """`retouch serve` in the foreground as a child process; returns once its connection file is live."""
+    env = dict(os.environ, RETOUCH_RUNTIME_DIR=str(runtime))
+    if models_dir is not None:
+        env["RETOUCH_MODELS_DIR"] = str(models_dir)
+    log = open(runtime / "test-daemon.log", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "-m", "retouch", "serve", *extra], env=env, stdout=log, stderr=log)
+    path = runtime / "daemon.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = connection.read_connection_file(path)
+        if info is not None and info["pid"] == proc.pid:
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"daemon exited: {(runtime / 'test-daemon.log').read_text()[-2000:]}")
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("daemon did not write its connection file within 60 s")
+
+
+def stop_daemon(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.Popen]]:
+    """One daemon per test module (model loading is the slow part); tests must not stop it."""
+    runtime = tmp_path_factory.mktemp("shared-runtime")
+    models = tmp_path_factory.mktemp("shared-models")
+    proc = start_daemon(runtime, models)
+    yield runtime, proc
+    stop_daemon(proc)
+
+
+@pytest.fixture
+def client(shared_daemon: tuple[Path, subprocess.Popen], monkeypatch: pytest.MonkeyPatch) -> Client:
+    runtime, _ = shared_daemon
+    monkeypatch.setenv("RETOUCH_RUNTIME_DIR", str(runtime))
+    return Client(autostart=False, timeout=30)

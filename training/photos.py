@@ -1,0 +1,88 @@
+"""The photo set our builtin models are trained and measured on.
+
+Every photo comes from a Debian package (GPL-2+ wallpapers), fetched with `apt-get download` and unpacked with
+`dpkg -x`; nothing else is used for training. Plasma ships the same picture at several sizes: we take exactly one
+file per wallpaper folder. The held-out photos are never seen by a training script; our quality figures and the
+quality test crops come from them only.
+
+    python training/photos.py            # downloads, unpacks, prints the split
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+
+DEFAULT_ROOT = Path("/var/cache/retouch-photos")
+PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
+
+MATE = "usr/share/backgrounds/mate"
+PLASMA = "usr/share/wallpapers"
+
+# Real photographs (and one painting) only: rendered abstract art and logos are left out.
+TRAIN = (
+    f"{MATE}/nature/Aqua.jpg",
+    f"{MATE}/nature/Blinds.jpg",
+    f"{MATE}/nature/FreshFlower.jpg",
+    f"{MATE}/nature/Garden.jpg",
+    f"{MATE}/nature/GreenMeadow.jpg",
+    f"{MATE}/nature/RainDrops.jpg",
+    f"{MATE}/nature/Storm.jpg",
+    f"{MATE}/nature/TwoWings.jpg",
+    f"{MATE}/nature/Wood.jpg",
+    f"{MATE}/nature/YellowFlower.jpg",
+    f"{MATE}/abstract/Elephants_5640x3172.jpg",
+    f"{PLASMA}/Autumn/contents/images/2560x1600.jpg",
+    f"{PLASMA}/BytheWater/contents/images/2560x1600.jpg",
+    f"{PLASMA}/ColdRipple/contents/images/2560x1600.jpg",
+    f"{PLASMA}/ColorfulCups/contents/images/2560x1600.jpg",
+    f"{PLASMA}/DarkestHour/contents/images/2560x1600.jpg",
+    f"{PLASMA}/FallenLeaf/contents/images/2560x1600.jpg",
+    f"{PLASMA}/Grey/contents/images/2560x1600.jpg",
+    f"{PLASMA}/Kite/contents/images/2560x1600.jpg",
+    f"{PLASMA}/OneStandsOut/contents/images/2560x1600.jpg",
+    f"{PLASMA}/summer_1am/contents/images/2560x1600.jpg",
+)
+HELD_OUT = (
+    f"{MATE}/nature/Dune.jpg",
+    f"{MATE}/nature/LadyBird.jpg",
+    f"{PLASMA}/EveningGlow/contents/images/2560x1600.jpg",
+    f"{PLASMA}/Path/contents/images/2560x1600.jpg",
+)
+
+
+def ensure_photos(root: Path = DEFAULT_ROOT) -> Path:
+    """Download and unpack the Debian packages into `root` unless they are there already."""
+    if all((root / rel).exists() for rel in TRAIN + HELD_OUT):
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    debs = root / "debs"
+    debs.mkdir(exist_ok=True)
+    subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, check=True)
+    for deb in sorted(debs.glob("*.deb")):
+        subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+    missing = [rel for rel in TRAIN + HELD_OUT if not (root / rel).exists()]
+    if missing:
+        raise FileNotFoundError(f"photos missing after unpacking: {missing}")
+    return root
+
+
+def train_paths(root: Path = DEFAULT_ROOT) -> list[Path]:
+    return [root / rel for rel in TRAIN]
+
+
+def held_out_paths(root: Path = DEFAULT_ROOT) -> list[Path]:
+    return [root / rel for rel in HELD_OUT]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    args = parser.parse_args()
+    root = ensure_photos(args.root)
+    print(f"{len(TRAIN)} training photos, {len(HELD_OUT)} held out, under {root}")
+
+
+if __name__ == "__main__":
+    main()
