@@ -126,6 +126,13 @@ class ProgressBar:
             self.bar.close()
 
 
+def _model_arg(model: str | None) -> str | None:
+    """A model path is resolved here: the daemon runs in another working directory."""
+    if model and Path(model).expanduser().exists():
+        return str(Path(model).expanduser().resolve())
+    return model
+
+
 def enhance_file(client: Client, src: Path, dst: Path, args: argparse.Namespace, label: str) -> dict[str, Any]:
     started = time.monotonic()
     _check_output(dst)
@@ -135,7 +142,7 @@ def enhance_file(client: Client, src: Path, dst: Path, args: argparse.Namespace,
     bar = ProgressBar(label, not args.quiet)
     try:
         result = client.enhance(args.task, np.ascontiguousarray(arr).tobytes(), spec, on_progress=bar,
-                                params=_params(args), model=args.model, tile=args.tile, device=args.device)
+                                params=_params(args), model=_model_arg(args.model), tile=args.tile, device=args.device)
     finally:
         bar.close()
     out = frame_to_array(result.spec, result.pixels)
@@ -185,8 +192,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
     client = Client(start_timeout=START_TIMEOUT)
     done = skipped = failed = 0
     records = []
+    claimed: dict[Path, Path] = {}
     for i, src in enumerate(files, 1):
         dst = out_dir / (src.stem + (f".{suffix.lstrip('.')}" if suffix else src.suffix))
+        if dst in claimed:
+            failed += 1
+            message = f"same output {dst.name} as {claimed[dst].name}; rename one of them"
+            records.append({"input": str(src), "error": message, "code": "bad_image"})
+            print(f"retouch: {src.name}: {message}", file=sys.stderr)
+            continue
+        claimed[dst] = src
         if dst.exists():
             skipped += 1
             records.append({"input": str(src), "output": str(dst), "skipped": True})
@@ -229,7 +244,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 3
     status = client.status()
     if args.json:
-        print(json.dumps(dict(status, running=True)))
+        print(json.dumps(dict(status, running=True, job=status["running"])))
     else:
         running = status["running"]
         job = f"{running['task']} {running['fraction'] * 100:.0f}%" if running else "idle"

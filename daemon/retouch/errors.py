@@ -54,6 +54,10 @@ class AuthError(RetouchError):
     code = "bad_signature"
 
 
+class Replayed(AuthError):
+    code = "replayed"
+
+
 class Cancelled(RetouchError):
     code = "cancelled"
 
@@ -79,6 +83,7 @@ _BY_CODE: dict[str, type[RetouchError]] = {
         ImageError,
         ProtocolMismatch,
         AuthError,
+        Replayed,
         Cancelled,
         DaemonUnavailable,
         DaemonTimeout,

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import AuthError, BadRequest, ProtocolMismatch
+from .errors import AuthError, BadRequest, ProtocolMismatch, Replayed
 
 PROTOCOL_VERSION = 1
 TAG_PREFIX = b"retouch/"
@@ -164,7 +164,7 @@ class ReplayGuard:
 
     def check(self, signature: bytes) -> None:
         if signature in self._seen:
-            raise AuthError("message replayed (signature already seen)")
+            raise Replayed("message replayed (signature already seen)")
         self._seen[signature] = None
         if len(self._seen) > self._size:
             self._seen.popitem(last=False)
@@ -191,9 +191,9 @@ def decode(key: bytes, frames: list[bytes], replay: ReplayGuard | None = None) -
     try:
         header = json.loads(header_json)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"header is not valid JSON: {exc}") from None
+        raise _authenticated(BadRequest(f"header is not valid JSON: {exc}"), None) from None
     if not isinstance(header, dict):
-        raise BadRequest("header must be a JSON object")
+        raise _authenticated(BadRequest("header must be a JSON object"), None)
     tag_version = tag[len(TAG_PREFIX) :].decode(errors="replace")
     version = header.get("protocol", tag_version)
     if str(version) != str(PROTOCOL_VERSION) or tag != PROTOCOL_TAG:
@@ -201,11 +201,17 @@ def decode(key: bytes, frames: list[bytes], replay: ReplayGuard | None = None) -
             f"protocol version mismatch: the peer speaks Retouch protocol {version}, "
             f"this side speaks protocol {PROTOCOL_VERSION}; update the plugin or the daemon so they match"
         )
-        err.header = header  # so the daemon can still address its answer
-        raise err
+        raise _authenticated(err, header)
     if not isinstance(header.get("type"), str):
-        raise BadRequest("header has no 'type'")
+        raise _authenticated(BadRequest("header has no 'type'"), header)
     return Message(header, buffers)
+
+
+def _authenticated(err: BadRequest | ProtocolMismatch, header: dict[str, Any] | None) -> Exception:
+    """Mark an error found after the signature verified: the sender is genuine and deserves an answer."""
+    err.authenticated = True  # type: ignore[attr-defined]
+    err.header = header  # type: ignore[attr-defined]
+    return err
 
 
 def reply_header(parent: dict[str, Any] | None, type_: str, **fields: Any) -> dict[str, Any]:

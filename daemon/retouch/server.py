@@ -26,7 +26,7 @@ from . import connection, protocol
 from .engine import Engine
 from .engine.device import pick_device
 from .engine.registry import list_models
-from .errors import AuthError, BadRequest, Cancelled, ProtocolMismatch, RetouchError
+from .errors import AuthError, BadRequest, Cancelled, ProtocolMismatch, Replayed, RetouchError
 from .pixels import decode_image, decode_mask, encode_image
 from .protocol import ImageSpec, mask_spec
 from .tasks import TASKS, TaskContext, get_task
@@ -187,13 +187,13 @@ class Daemon:
         try:
             msg = protocol.decode(self.key_bytes, rest, self.replay)
         except AuthError as exc:
-            self.dropped["bad_signature" if "signature" in exc.message else "replayed"] += 1
+            self.dropped["replayed" if isinstance(exc, Replayed) else "bad_signature"] += 1
             log.warning("dropped a message: %s", exc.message)
             return
-        except ProtocolMismatch as exc:
-            self._error(sock, identity, getattr(exc, "header", None), exc)
-            return
-        except BadRequest as exc:
+        except (ProtocolMismatch, BadRequest) as exc:
+            if getattr(exc, "authenticated", False):  # signed by a genuine client: tell it what is wrong
+                self._error(sock, identity, getattr(exc, "header", None), exc)
+                return
             # frame-level garbage: not authenticated, so not answered
             self.dropped["malformed"] += 1
             log.warning("dropped a message: %s", exc.message)
@@ -356,8 +356,8 @@ class Daemon:
                         input_size=[job.spec.width, job.spec.height], output_size=[out_spec.width, out_spec.height])
             header = protocol.reply_header(job.parent, "result", job_id=job.job_id, image=out_spec.to_header(),
                                            info=info)
-            self._push(push, job, header, [out_frame])
             self.completed += 1
+            self._push(push, job, header, [out_frame])
         except RetouchError as exc:
             self._push(push, job, protocol.reply_header(job.parent, "error", job_id=job.job_id, error=exc.to_wire()))
         except Exception as exc:

@@ -50,7 +50,8 @@ class Engine:
         self.precision = precision
         self.max_loaded = max_loaded
         self._cache: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while loading: one load of a file at a time
+        self._cache_lock = threading.Lock()  # held briefly around every cache read or change
         self.loads = 0  # how many times a model file was actually loaded (tests check the cache with it)
 
     @property
@@ -58,22 +59,25 @@ class Engine:
         return describe(self.device)
 
     def loaded(self) -> list[str]:
-        return [str(k[0]) for k in self._cache]
+        with self._cache_lock:
+            return [str(k[0]) for k in self._cache]
 
     def get(self, spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:
         """The loaded model for `spec`, loading it once and keeping it hot (LRU over `max_loaded`)."""
         device = device or self.device
         key = (str(spec.path), str(device))
         with self._lock:
-            model = self._cache.get(key)
+            with self._cache_lock:
+                model = self._cache.get(key)
             if model is None:
                 log.info("loading %s on %s", spec.path.name, device)
                 model = load_model(spec.path, device, self.precision)
                 self.loads += 1
+            with self._cache_lock:
                 self._cache[key] = model
+                self._cache.move_to_end(key)
                 while len(self._cache) > self.max_loaded:
                     self._cache.popitem(last=False)
-            self._cache.move_to_end(key)
             return model
 
     def default_tile(self, model: LoadedModel) -> int:
@@ -115,7 +119,8 @@ class Engine:
                     continue
                 if model.device.type == "cuda":
                     log.warning("out of memory on the GPU at the smallest tile, falling back to CPU")
-                    model = model.to(torch.device("cpu"))
+                    # a CPU copy of its own: the cached GPU model stays on the GPU for later jobs
+                    model = self.get(ModelSpec(model.path.stem, model.path, False), torch.device("cpu"))
                     tile = self.default_tile(model)
                     continue
                 raise

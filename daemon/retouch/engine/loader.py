@@ -74,16 +74,6 @@ class LoadedModel:
         y = y[0, :, : h * self.scale, : w * self.scale]
         return np.clip(y, 0, 1).transpose(1, 2, 0).astype(np.float32)
 
-    def to(self, device: torch.device) -> LoadedModel:
-        """Move a torch model to another device (used for the out-of-memory fallback to CPU)."""
-        if self.backend == "torch" and device != self.device:
-            self._descriptor.to(device)  # type: ignore[union-attr]
-            if device.type == "cpu" and self.dtype == "fp16":
-                self._descriptor.to(torch.float32)  # type: ignore[union-attr]
-                self.dtype = "fp32"
-            self.device = device
-        return self
-
 
 def load_model(path: Path, device: torch.device, precision: str = "auto") -> LoadedModel:
     """Load `path`; raises UnsupportedModel with the reason when the file cannot serve as an image model."""

@@ -33,9 +33,9 @@ class Upscale(Task):
         spec = resolve(ctx.model or self.default_model(params))
         ctx.progress(0.0, "loading model")
         model = ctx.engine.get(spec, ctx.device)
-        if model.scale < 2 or model.input_channels != 3:
+        if model.scale < 2 or model.input_channels != 3 or model.output_channels != 3:
             raise BadRequest(f"model {spec.name} is not an RGB upscaler (scale {model.scale}, "
-                             f"{model.input_channels} input channels)")
+                             f"{model.input_channels} input and {model.output_channels} output channels)")
         if model.scale < scale or model.scale % scale:
             raise BadRequest(f"model {spec.name} upscales x{model.scale}; it cannot produce x{scale}")
 
