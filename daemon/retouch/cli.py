@@ -36,8 +36,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         filename=args.log_file)
     from .server import AlreadyRunning, serve
 
+    curve = None
+    if args.curve:
+        from .curve import CurveKeys
+
+        curve = CurveKeys.load()
     try:
-        serve(args.host, args.port, args.device, args.precision)
+        serve(args.host, args.port, args.device, args.precision, int(args.max_megapixels * 1e6), curve)
     except AlreadyRunning as exc:
         print(f"retouch: {exc.message}", file=sys.stderr)
     return 0
@@ -46,7 +51,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _serve_detached(args: argparse.Namespace) -> int:
     log_file = connection.runtime_dir() / "daemon.log"
     cmd = [sys.executable, "-m", "retouch", "serve", "--host", args.host, "--port", str(args.port),
-           "--device", args.device, "--precision", args.precision, "--log-file", str(log_file)]
+           "--device", args.device, "--precision", args.precision, "--log-file", str(log_file),
+           "--max-megapixels", str(args.max_megapixels), *(["--curve"] if args.curve else [])]
     with open(os.devnull, "rb") as devnull, open(log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=devnull, stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT
@@ -254,6 +260,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .curve import create_keys, keys_dir
+
+    paths = create_keys(Path(args.dir) if args.dir else keys_dir(), args.client)
+    print(f"server key:  {paths['server_public']} (secret: {paths['server_secret']})")
+    print(f"client {args.client!r}: copy {paths['client_secret']} to the client machine and point "
+          f"RETOUCH_CLIENT_KEY at it; its public key is authorized in {paths['client_public'].parent}")
+    return 0
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     client = Client(autostart=False)
     if not client.is_running():
@@ -282,7 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the daemon")
     p.add_argument("--detach", action="store_true", help="start in the background and return once it answers")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--host", "--listen", dest="host", default="127.0.0.1",
+                   help="address to listen on (default: loopback only; any other address needs --curve)")
+    p.add_argument("--curve", action="store_true", help="encrypt and authenticate with ZeroMQ CURVE (retouch keys)")
+    p.add_argument("--max-megapixels", type=float, default=200.0, help="largest image accepted per job (default 200)")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one, written to the connection file)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
@@ -307,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
+    p = sub.add_parser("keys", help="create CURVE keys for remote use (server pair once, plus one client pair)")
+    p.add_argument("--client", default="client", help="name of the client key pair to create (default: client)")
+    p.add_argument("--dir", help="keys folder (default: RETOUCH_KEYS_DIR or the user config dir)")
+    p.set_defaults(func=cmd_keys)
     p = sub.add_parser("stop", help="stop the daemon")
     p.set_defaults(func=cmd_stop)
     return parser

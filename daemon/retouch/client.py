@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.auth as zmq_auth
 
 from . import connection, protocol
 from .errors import Cancelled, DaemonTimeout, DaemonUnavailable, RetouchError, error_from_wire
@@ -65,6 +66,32 @@ def daemon_command() -> list[str]:
         "no Retouch daemon is running and the `retouch` command was not found: install Retouch "
         "(pip install retouch) or set RETOUCH_DAEMON_COMMAND to the retouch executable"
     )
+
+
+def open_socket(context: zmq.Context, info: connection.ConnectionInfo) -> zmq.Socket:
+    """A DEALER connected to the daemon; with CURVE when the daemon asks for it (remote use)."""
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    server_key = info.get("curve_serverkey")
+    if server_key:
+        key_file = os.environ.get("RETOUCH_CLIENT_KEY")
+        if not key_file:
+            sock.close(0)
+            raise DaemonUnavailable("this daemon requires CURVE encryption: set RETOUCH_CLIENT_KEY to your client "
+                                    "secret key file (made by `retouch keys` on the daemon's machine)")
+        try:
+            public, secret = zmq_auth.load_certificate(key_file)
+        except (OSError, ValueError) as exc:
+            sock.close(0)
+            raise DaemonUnavailable(f"cannot read the CURVE client key {key_file}: {exc}") from None
+        if secret is None:
+            sock.close(0)
+            raise DaemonUnavailable(f"{key_file} holds no secret key (use the .key_secret file)")
+        sock.curve_serverkey = server_key.encode()
+        sock.curve_publickey = public
+        sock.curve_secretkey = secret
+    sock.connect(connection.endpoint(info))
+    return sock
 
 
 class Client:
@@ -112,10 +139,7 @@ class Client:
     # ---- sockets ----------------------------------------------------------------------------------------------
     def _socket(self) -> tuple[zmq.Socket, connection.ConnectionInfo]:
         info = self.connection()
-        sock = self.context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(connection.endpoint(info))
-        return sock, info
+        return open_socket(self.context, info), info
 
     def request(self, type_: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         """A small request (ping, status, models, tasks, shutdown, cancel); returns the reply payload."""
@@ -269,7 +293,7 @@ class Job:
         """Progress events, then the Result. Raises the daemon's error (Cancelled after cancel())."""
         while not self.done:
             if not self.sock.poll(int(LIVENESS_INTERVAL * 1000)):
-                if not connection.pid_alive(self.info["pid"]):
+                if connection.is_local(self.info["host"]) and not connection.pid_alive(self.info["pid"]):
                     self.done = True
                     raise RetouchError(f"the daemon (pid {self.info['pid']}) exited while running the job")
                 continue
@@ -290,10 +314,8 @@ class Job:
         if self.done or not self.job_id:
             return
         # A socket of its own: zmq sockets are not thread-safe, and cancel often comes from a GUI thread.
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
+        sock = open_socket(zmq.Context.instance(), self.info)
         try:
-            sock.connect(connection.endpoint(self.info))
             sock.send_multipart(protocol.encode(self.key, protocol.reply_header(None, "cancel", job_id=self.job_id)))
             sock.poll(int(self.timeout * 1000))  # the daemon's acknowledgement; the job socket gets the error
         finally:

@@ -16,12 +16,17 @@ import warnings
 from pathlib import Path
 from typing import TypedDict
 
+from .errors import InsecureRuntimeDir
 from .protocol import PROTOCOL_VERSION
 
 FILE_NAME = "daemon.json"
 
 
-class ConnectionInfo(TypedDict):
+class _Optional(TypedDict, total=False):
+    curve_serverkey: str  # present when the daemon encrypts with CURVE (remote use)
+
+
+class ConnectionInfo(_Optional):
     transport: str
     host: str
     port: int
@@ -45,7 +50,22 @@ def runtime_dir() -> Path:
         except ImportError:  # inside an editor: mirror platformdirs with the stdlib
             base = _stdlib_runtime_dir() / "retouch"
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_private(base)
     return base
+
+
+def check_private(folder: Path) -> None:
+    """Refuse a folder that another user owns or can write: they could read our key or plant a fake daemon."""
+    if os.name != "posix":
+        return
+    st = folder.stat()
+    if st.st_uid != os.getuid():
+        raise InsecureRuntimeDir(f"refusing runtime dir {folder}: it belongs to uid {st.st_uid}, not to you")
+    if st.st_mode & 0o022:
+        raise InsecureRuntimeDir(
+            f"refusing runtime dir {folder}: others can write to it (mode {st.st_mode & 0o777:o}); "
+            f"fix it with: chmod 700 {folder}"
+        )
 
 
 def _stdlib_runtime_dir() -> Path:
@@ -61,7 +81,9 @@ def _stdlib_runtime_dir() -> Path:
 
 
 def connection_path() -> Path:
-    return runtime_dir() / FILE_NAME
+    """`RETOUCH_CONNECTION_FILE` (a copy of a remote daemon's file), else `<runtime dir>/daemon.json`."""
+    override = os.environ.get("RETOUCH_CONNECTION_FILE")
+    return Path(override) if override else runtime_dir() / FILE_NAME
 
 
 def new_key() -> str:
@@ -122,10 +144,16 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def is_local(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def live_connection(path: Path | None = None) -> ConnectionInfo | None:
-    """The connection info if its daemon process is alive; None for no file or a stale one (dead pid)."""
+    """The connection info if its daemon process is alive; None for no file or a stale one (dead pid).
+
+    A remote daemon's pid cannot be checked here: its file is taken as it is."""
     info = read_connection_file(path)
-    if info is None or not pid_alive(info["pid"]):
+    if info is None or (is_local(info["host"]) and not pid_alive(info["pid"])):
         return None
     return info
 

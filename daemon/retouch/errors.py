@@ -58,6 +58,12 @@ class Replayed(AuthError):
     code = "replayed"
 
 
+class InsecureRuntimeDir(RetouchError):
+    """The folder that holds the connection file (and its key) is not private to this user."""
+
+    code = "insecure_runtime_dir"
+
+
 class Cancelled(RetouchError):
     code = "cancelled"
 
@@ -84,6 +90,7 @@ _BY_CODE: dict[str, type[RetouchError]] = {
         ProtocolMismatch,
         AuthError,
         Replayed,
+        InsecureRuntimeDir,
         Cancelled,
         DaemonUnavailable,
         DaemonTimeout,

@@ -86,13 +86,33 @@ def _as_hwc(pixels: np.ndarray) -> np.ndarray:
 # reading
 
 
+MAX_PIXELS = 250_000_000  # a 100 MP photo fits with room; a decompression bomb does not
+
+
+def _check_size(path: str, fmt: str, width: int, height: int, max_pixels: int) -> None:
+    """Refuse oversized images from their header, before any pixel is decoded."""
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{path}: {fmt} image is {width}x{height} = {width * height / 1e6:.0f} MP, over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (a decompression bomb, or set RETOUCH_MAX_PIXELS)"
+        )
+
+
+def _max_pixels() -> int:
+    try:
+        return int(os.environ.get("RETOUCH_MAX_PIXELS", MAX_PIXELS))
+    except ValueError:
+        return MAX_PIXELS
+
+
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Read a PNG, JPEG or TIFF file into H x W x C RGB(A)/gray(+alpha) pixels plus its ICC profile.
 
     The decoder is chosen from the file's content (a mislabelled file still reads); the extension must be one of
     SUPPORTED_SUFFIXES. Palette images become RGB or RGBA, CMYK becomes RGB (its profile dropped), JPEG EXIF
     orientation is applied, float16/float64 TIFF becomes float32. 1-bit and other bit depths below 8 (except
-    palette), signed-integer and 32-bit-integer data are refused.
+    palette), signed-integer and 32-bit-integer data are refused, and so are images over MAX_PIXELS
+    (`RETOUCH_MAX_PIXELS`), checked from the header before decoding.
     """
     p = os.fspath(path)
     if isinstance(p, bytes):
@@ -114,12 +134,13 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     fmt = _sniff(data[:16])
     if fmt is None:
         raise ImageError(f"{p}: not an image (content is not PNG, JPEG or TIFF)")
+    limit = _max_pixels()
     if fmt == "PNG":
-        pixels, icc = _read_png(p, data)
+        pixels, icc = _read_png(p, data, limit)
     elif fmt == "JPEG":
-        pixels, icc = _read_jpeg(p)
+        pixels, icc = _read_jpeg(p, limit)
     else:
-        pixels, icc = _read_tiff(p, len(data))
+        pixels, icc = _read_tiff(p, len(data), limit)
     pixels = np.ascontiguousarray(_as_hwc(pixels))
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4) or pixels.shape[0] == 0 or pixels.shape[1] == 0:
         raise ImageError(f"{p}: unsupported {fmt} pixel layout {pixels.shape}")
@@ -159,8 +180,9 @@ def _png_chunks(path: str, data: bytes) -> tuple[tuple[int, int, int, int], byte
         pos = end
 
 
-def _read_png(path: str, data: bytes) -> tuple[np.ndarray, bytes | None]:
+def _read_png(path: str, data: bytes, max_pixels: int) -> tuple[np.ndarray, bytes | None]:
     (width, height, depth, color), icc = _png_chunks(path, data)
+    _check_size(path, "PNG", width, height, max_pixels)
     if color == 3:  # palette: Pillow expands it (with tRNS -> RGBA)
         try:
             with Image.open(path, formats=["PNG"]) as im:
@@ -195,9 +217,10 @@ def _read_png(path: str, data: bytes) -> tuple[np.ndarray, bytes | None]:
     return arr, icc
 
 
-def _read_jpeg(path: str) -> tuple[np.ndarray, bytes | None]:
+def _read_jpeg(path: str, max_pixels: int) -> tuple[np.ndarray, bytes | None]:
     try:
         with Image.open(path, formats=["JPEG"]) as im:
+            _check_size(path, "JPEG", im.width, im.height, max_pixels)
             icc = im.info.get("icc_profile")
             im.load()
             if im.mode not in ("L", "RGB", "CMYK"):
@@ -216,7 +239,7 @@ def _read_jpeg(path: str) -> tuple[np.ndarray, bytes | None]:
     return pixels, icc
 
 
-def _read_tiff(path: str, size: int) -> tuple[np.ndarray, bytes | None]:
+def _read_tiff(path: str, size: int, max_pixels: int) -> tuple[np.ndarray, bytes | None]:
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.pages:
@@ -224,6 +247,7 @@ def _read_tiff(path: str, size: int) -> tuple[np.ndarray, bytes | None]:
             page = tif.pages[0]
             if not isinstance(page, tifffile.TiffPage):
                 page = page.keyframe
+            _check_size(path, "TIFF", int(page.imagewidth), int(page.imagelength), max_pixels)
             for off, cnt in zip(page.dataoffsets, page.databytecounts, strict=False):
                 if off + cnt > size:
                     raise ImageError(f"{path}: truncated TIFF image (pixel data runs past the end of the file)")

@@ -6,8 +6,10 @@ Every message is one ZeroMQ multipart message:
 
 - `signature` is the hex HMAC-SHA256, keyed with the connection key, of `header_json` followed by the SHA-256 digest
   of each buffer in order. Messages whose signature does not verify are dropped (and counted) by the daemon.
-- `header_json` is a UTF-8 JSON object. Every header has `protocol` (int), `type` (str) and `msg_id` (str).
-  Replies carry `parent_id`, the `msg_id` of the request they answer.
+- `header_json` is a UTF-8 JSON object (at most 1 MiB, nested at most 32 deep). Every header has `protocol` (int),
+  `type` (str), `msg_id` (str) and `time` (Unix seconds). Replies carry `parent_id`, the `msg_id` of the request
+  they answer. The daemon refuses a message whose signature it has already seen or whose `time` is more than five
+  minutes off (replays).
 - Buffers are raw pixel frames, never base64 or PNG: an image is described by an `ImageSpec` in the header
   (`width`, `height`, `dtype` u8|u16|f16|f32, `order` RGBA|BGRA|RGB|GRAY, `transfer` srgb|linear, `stride` bytes
   per row) and travels as buffer 0; an optional selection mask (u8, one byte per pixel, 0 = keep, 255 = process,
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -43,6 +46,7 @@ REQUEST_TYPES = ("enhance", "preview", "cancel", "status", "models", "tasks", "p
 REPLY_TYPES = ("accepted", "progress", "result", "reply", "error")
 
 MAX_HEADER_BYTES = 1 << 20
+MAX_JSON_DEPTH = 32
 MAX_SIDE = 65536
 
 
@@ -140,6 +144,7 @@ def encode(key: bytes, header: dict[str, Any], buffers: list[bytes] | tuple[byte
     header = dict(header)
     header.setdefault("protocol", PROTOCOL_VERSION)
     header.setdefault("msg_id", new_id())
+    header.setdefault("time", round(time.time(), 3))
     header_json = json.dumps(header, separators=(",", ":")).encode()
     frames = [bytes(b) if not isinstance(b, bytes) else b for b in buffers]
     return [PROTOCOL_TAG, sign(key, header_json, frames), header_json, *frames]
@@ -156,18 +161,45 @@ class Message:
 
 
 class ReplayGuard:
-    """Remembers the last `size` signatures so a captured message cannot be replayed."""
+    """Refuses a captured message sent again: its signature was already seen, or its `time` is outside the window.
 
-    def __init__(self, size: int = 4096) -> None:
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+    Signatures are remembered for `window` seconds (older messages are refused by their time anyway), at most
+    `size` of them.
+    """
+
+    def __init__(self, window: float = 300.0, size: int = 100_000) -> None:
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+        self.window = window
         self._size = size
 
     def check(self, signature: bytes) -> None:
+        now = time.monotonic()
+        while self._seen and next(iter(self._seen.values())) < now - self.window:
+            self._seen.popitem(last=False)
         if signature in self._seen:
             raise Replayed("message replayed (signature already seen)")
-        self._seen[signature] = None
-        if len(self._seen) > self._size:
+        if len(self._seen) >= self._size:
             self._seen.popitem(last=False)
+        self._seen[signature] = now
+
+    def check_time(self, header: dict[str, Any]) -> None:
+        sent = header.get("time")
+        if not isinstance(sent, (int, float)) or isinstance(sent, bool):
+            raise Replayed("message has no 'time': refused as a possible replay")
+        if abs(time.time() - sent) > self.window:
+            raise Replayed(f"message time is {time.time() - sent:+.0f} s off, outside the {self.window:.0f} s window")
+
+
+def json_depth(value: Any) -> int:
+    depth, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        depth = max(depth, level)
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return depth
 
 
 def decode(key: bytes, frames: list[bytes], replay: ReplayGuard | None = None) -> Message:
@@ -192,8 +224,12 @@ def decode(key: bytes, frames: list[bytes], replay: ReplayGuard | None = None) -
         header = json.loads(header_json)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _authenticated(BadRequest(f"header is not valid JSON: {exc}"), None) from None
+    except RecursionError:
+        raise _authenticated(BadRequest(f"header JSON is nested deeper than {MAX_JSON_DEPTH} levels"), None) from None
     if not isinstance(header, dict):
         raise _authenticated(BadRequest("header must be a JSON object"), None)
+    if json_depth(header) > MAX_JSON_DEPTH:
+        raise _authenticated(BadRequest(f"header JSON is nested deeper than {MAX_JSON_DEPTH} levels"), None)
     tag_version = tag[len(TAG_PREFIX) :].decode(errors="replace")
     version = header.get("protocol", tag_version)
     if str(version) != str(PROTOCOL_VERSION) or tag != PROTOCOL_TAG:
@@ -204,6 +240,8 @@ def decode(key: bytes, frames: list[bytes], replay: ReplayGuard | None = None) -
         raise _authenticated(err, header)
     if not isinstance(header.get("type"), str):
         raise _authenticated(BadRequest("header has no 'type'"), header)
+    if replay is not None:
+        replay.check_time(header)
     return Message(header, buffers)
 
 

@@ -9,6 +9,7 @@ other bad request gets an `error` reply naming what was wrong.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import zmq
 
 from . import connection, protocol
+from .curve import CurveKeys
 from .engine import Engine
 from .engine.device import pick_device
 from .engine.registry import list_models
@@ -35,6 +37,7 @@ log = logging.getLogger("retouch.server")
 
 OUTBOX = "inproc://retouch-outbox"
 PROGRESS_INTERVAL = 0.1  # seconds between two progress messages of one job
+DEFAULT_MAX_PIXELS = 200_000_000  # per job (input pixels): a 100 MP photo with room to spare
 
 
 @dataclass
@@ -60,6 +63,19 @@ class AlreadyRunning(RetouchError):
     code = "already_running"
 
 
+class InsecureListen(RetouchError):
+    code = "insecure_listen"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Daemon:
     def __init__(
         self,
@@ -67,9 +83,13 @@ class Daemon:
         port: int = 0,
         device: str = "auto",
         precision: str = "auto",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.max_pixels = max_pixels
+        self.curve = curve
         self.engine = Engine(device=device, precision=precision)
         self.key = connection.new_key()
         self.key_bytes = self.key.encode()
@@ -107,7 +127,13 @@ class Daemon:
         ctx = zmq.Context()
         router = ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client fails: we cancel its jobs
+        router.setsockopt(zmq.SNDTIMEO, 5000)
+        # an oversized frame disconnects its sender before we buffer it: f32 RGBA of max_pixels, plus slack
+        router.setsockopt(zmq.MAXMSGSIZE, self.max_pixels * 16 + (1 << 20))
+        authenticator = None
+        if self.curve is not None:
+            authenticator = self.curve.start(ctx, router)
         if self.port:
             router.bind(f"tcp://{self.host}:{self.port}")
         else:  # bind first, then publish the port: no race between picking and binding (jupyter_client#487)
@@ -124,6 +150,8 @@ class Daemon:
             "pid": os.getpid(),
             "version": protocol.PROTOCOL_VERSION,
         }
+        if self.curve is not None:
+            info["curve_serverkey"] = self.curve.server_public.decode()
         path = connection.write_connection_file(info)
         log.info("listening on %s:%d (device %s), connection file %s", self.host, self.port,
                  self.engine.device_name, path)
@@ -135,11 +163,7 @@ class Daemon:
             while not self._stop.is_set():
                 events = dict(poller.poll(200))
                 if outbox in events:
-                    while True:
-                        try:
-                            router.send_multipart(outbox.recv_multipart(zmq.NOBLOCK), copy=False)
-                        except zmq.Again:
-                            break
+                    self._forward(router, outbox)
                 if router in events:
                     while True:
                         try:
@@ -147,20 +171,21 @@ class Daemon:
                         except zmq.Again:
                             break
                         self._handle(router, frames)
-            # flush what the worker already produced (e.g. the shutdown reply)
-            while True:
-                try:
-                    router.send_multipart(outbox.recv_multipart(zmq.NOBLOCK))
-                except zmq.Again:
-                    break
         finally:
             connection.remove_connection_file(os.getpid(), path)
-            self.queue.put(None)
+            # the running job stops at its next tile; its "cancelled" error still reaches its client
             for job in list(self.jobs.values()):
                 job.cancel.set()
-            worker.join(timeout=5)
-            router.close(linger=200)
+            self.queue.put(None)
+            worker.join(timeout=30)
+            self._forward(router, outbox)
+            for job in list(self.jobs.values()):  # queued jobs never started: tell their clients
+                self._error(router, job.identity, job.parent, Cancelled("the daemon is shutting down"),
+                            job_id=job.job_id)
+            router.close(linger=500)
             outbox.close(0)
+            if authenticator is not None:
+                authenticator.stop()
             ctx.term()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
@@ -168,6 +193,30 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _forward(self, router: zmq.Socket, outbox: zmq.Socket) -> None:
+        """Replies the worker produced -> their clients. A client that is gone gets its jobs cancelled."""
+        while True:
+            try:
+                frames = outbox.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            identity = frames[0].bytes
+            try:
+                router.send_multipart(frames, copy=False)
+            except zmq.ZMQError as exc:
+                self._client_gone(identity, exc)
+
+    def _client_gone(self, identity: bytes, exc: zmq.ZMQError) -> None:
+        self.dropped["client_gone"] += 1
+        for job in list(self.jobs.values()):
+            if job.identity == identity and not job.cancel.is_set():
+                log.info("client of %s is gone (%s): cancelling the job", job.job_id, exc.strerror)
+                job.cancel.set()
+                with self._state_lock:
+                    if job.state == "queued":
+                        job.state = "done"
+                        self.jobs.pop(job.job_id, None)
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -177,7 +226,10 @@ class Daemon:
 
     # ---- main thread: receive, authenticate, validate ---------------------------------------------------------
     def _send(self, sock: zmq.Socket, identity: bytes, header: dict[str, Any], buffers: list[bytes] = ()) -> None:
-        sock.send_multipart([identity, *protocol.encode(self.key_bytes, header, buffers)])
+        try:
+            sock.send_multipart([identity, *protocol.encode(self.key_bytes, header, buffers)])
+        except zmq.ZMQError as exc:
+            self._client_gone(identity, exc)
 
     def _error(self, sock: zmq.Socket, identity: bytes, parent: dict | None, err: RetouchError, **extra: Any) -> None:
         self._send(sock, identity, protocol.reply_header(parent, "error", error=err.to_wire(), **extra))
@@ -269,6 +321,11 @@ class Daemon:
         if "image" not in h:
             raise BadRequest("an enhance request needs an 'image' description")
         spec = ImageSpec.from_header(h["image"])
+        if spec.width * spec.height > self.max_pixels:
+            raise BadRequest(
+                f"image is {spec.width}x{spec.height} = {spec.width * spec.height / 1e6:.0f} MP; this daemon accepts "
+                f"at most {self.max_pixels / 1e6:.0f} MP per job (retouch serve --max-megapixels)"
+            )
         has_mask = bool(h.get("mask"))
         want = 2 if has_mask else 1
         if len(msg.buffers) != want:
@@ -302,6 +359,8 @@ class Daemon:
             "loaded_models": self.engine.loaded(),
             "model_loads": self.engine.loads,
             "dropped": dict(self.dropped),
+            "max_pixels": self.max_pixels,
+            "curve": self.curve is not None,
         }
 
     # ---- worker thread ----------------------------------------------------------------------------------------
@@ -371,6 +430,18 @@ class Daemon:
             self.jobs.pop(job.job_id, None)
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, device: str = "auto", precision: str = "auto") -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    device: str = "auto",
+    precision: str = "auto",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    curve: CurveKeys | None = None,
+) -> None:
+    if not is_loopback(host) and curve is None:
+        raise InsecureListen(
+            f"refusing to listen on {host}: a non-loopback address needs ZeroMQ CURVE encryption "
+            "(create keys with `retouch keys`, then `retouch serve --listen ADDR --curve`)"
+        )
     with contextlib.suppress(KeyboardInterrupt):
-        Daemon(host, port, device, precision).serve_forever()
+        Daemon(host, port, device, precision, max_pixels, curve).serve_forever()

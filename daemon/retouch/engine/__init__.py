@@ -6,6 +6,7 @@ One `Engine` lives in the daemon's worker thread and owns every model; models st
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import torch
 from .device import describe, pick_device
 from .loader import LoadedModel, load_model
 from .registry import ModelSpec
-from .tiling import run_tiled
+from .tiling import count_tiles, run_tiled
 
 log = logging.getLogger("retouch.engine")
 
@@ -53,6 +54,8 @@ class Engine:
         self._lock = threading.Lock()  # held while loading: one load of a file at a time
         self._cache_lock = threading.Lock()  # held briefly around every cache read or change
         self.loads = 0  # how many times a model file was actually loaded (tests check the cache with it)
+        # Fault injection for the reliability tests: tiles larger than this many pixels fail as out-of-memory.
+        self.fault_oom_above = int(os.environ.get("RETOUCH_FAULT_OOM_TILE", "0") or 0)
 
     @property
     def device_name(self) -> str:
@@ -103,8 +106,9 @@ class Engine:
         tile = tile or self.default_tile(model)
         retries = 0
         while True:
+            fn = model if not self.fault_oom_above else _failing_above(model, self.fault_oom_above)
             try:
-                out = run_tiled(image, model, model.scale, tile, overlap=overlap, on_tile=on_tile)
+                out = run_tiled(image, fn, model.scale, tile, overlap=overlap, on_tile=on_tile)
                 tiles = _tile_count(image, tile, overlap)
                 return out, RunInfo(model.path.stem, model.device_name, model.dtype, tile, tiles, retries)
             except Exception as exc:
@@ -127,9 +131,16 @@ class Engine:
 
 
 def _tile_count(image: np.ndarray, tile: int, overlap: int) -> int:
-    from .tiling import count_tiles
-
     return count_tiles(image.shape[0], image.shape[1], tile, min(overlap, tile // 2))
+
+
+def _failing_above(model: LoadedModel, limit: int) -> Callable[[np.ndarray], np.ndarray]:
+    def run(tile: np.ndarray) -> np.ndarray:
+        if max(tile.shape[:2]) > limit:
+            raise torch.OutOfMemoryError(f"injected fault: tile {tile.shape[1]}x{tile.shape[0]} over {limit} px")
+        return model(tile)
+
+    return run
 
 
 __all__ = ["Engine", "LoadedModel", "ModelSpec", "RunInfo", "is_oom"]
