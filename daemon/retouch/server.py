@@ -67,6 +67,10 @@ class InsecureListen(RetouchError):
     code = "insecure_listen"
 
 
+def megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.2f}".rstrip("0").rstrip(".")
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -323,8 +327,8 @@ class Daemon:
         spec = ImageSpec.from_header(h["image"])
         if spec.width * spec.height > self.max_pixels:
             raise BadRequest(
-                f"image is {spec.width}x{spec.height} = {spec.width * spec.height / 1e6:.0f} MP; this daemon accepts "
-                f"at most {self.max_pixels / 1e6:.0f} MP per job (retouch serve --max-megapixels)"
+                f"image is {spec.width}x{spec.height} = {megapixels(spec.width * spec.height)} MP; this daemon "
+                f"accepts at most {megapixels(self.max_pixels)} MP per job (retouch serve --max-megapixels)"
             )
         has_mask = bool(h.get("mask"))
         want = 2 if has_mask else 1
@@ -398,7 +402,9 @@ class Daemon:
                                                             fraction=job.fraction, stage=stage))
 
         def check_cancel() -> None:
-            if job.cancel.is_set() or self._stop.is_set():
+            if self._stop.is_set():
+                raise Cancelled("the daemon is shutting down")
+            if job.cancel.is_set():
                 raise Cancelled("job cancelled")
 
         try:
