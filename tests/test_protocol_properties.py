@@ -80,7 +80,9 @@ hashable = (
     | st.text(max_size=12)
     | st.sampled_from([*DTYPE_SIZES, *ORDER_CHANNELS, *TRANSFERS])
 )
-side = st.one_of(st.integers(min_value=1, max_value=MAX_SIDE), st.integers(min_value=-5, max_value=MAX_SIDE + 5), anything)
+side = st.one_of(
+    st.integers(min_value=1, max_value=MAX_SIDE), st.integers(min_value=-5, max_value=MAX_SIDE + 5), anything
+)
 
 
 def spec_dicts(values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -268,13 +270,6 @@ def test_image_spec_from_header_with_hashable_fields(d: Any) -> None:
     check_from_header(d)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: ImageSpec.from_header tests `dtype not in DTYPE_SIZES` / `order not in ORDER_CHANNELS` (dicts) "
-    "before checking the type: a list or object value raises TypeError (unhashable), not BadRequest "
-    "(daemon/retouch/protocol.py:105 and :108)",
-)
 @fast(300, report_multiple_bugs=False)
 @given(d=spec_dicts(anything))
 @example(d={"width": 1, "height": 1, "dtype": []})
@@ -287,8 +282,6 @@ def test_image_spec_from_header_raises_only_bad_request(d: Any) -> None:
     [{"width": 1, "height": 1, "dtype": []}, {"width": 1, "height": 1, "order": {}}, {"width": 2, "height": 2,
                                                                                        "order": ["RGB"]}],
 )
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="BUG: unhashable dtype/order raise TypeError "
-                   "(daemon/retouch/protocol.py:105, :108)")
 def test_image_spec_unhashable_dtype_or_order_is_bad_request(d: dict[str, Any]) -> None:
     with pytest.raises(BadRequest):
         ImageSpec.from_header(d)
@@ -299,35 +292,16 @@ def signed(header_json: bytes) -> list[bytes]:
     return [protocol.PROTOCOL_TAG, protocol.sign(KEY, header_json, []), header_json]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: decode catches JSONDecodeError/UnicodeDecodeError/RecursionError but not the plain ValueError "
-    "json.loads raises for an integer of more than 4300 digits (sys.get_int_max_str_digits); it escapes "
-    "Daemon._handle and ends serve_forever (daemon/retouch/protocol.py:224-229)",
-)
 def test_decode_integer_over_the_digit_limit_is_bad_request() -> None:
     with pytest.raises(BadRequest):
         protocol.decode(KEY, signed(b'{"type":"ping","n":' + b"7" * 5000 + b"}"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: ReplayGuard.check_time computes time.time() - sent with an int `time` too large for a float: "
-    "OverflowError escapes decode and ends the daemon (daemon/retouch/protocol.py:189)",
-)
 def test_decode_time_too_large_for_a_float_is_refused() -> None:
     with pytest.raises(Replayed):
         protocol.decode(KEY, signed(b'{"type":"ping","time":1' + b"0" * 400 + b"}"), protocol.ReplayGuard())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ReplayGuard.check_time accepts a non-finite `time`: abs(now - NaN) > window is False, so a "
-    "message stamped NaN passes the freshness check forever (once its signature has left the guard it can be "
-    "replayed) (daemon/retouch/protocol.py:189)",
-)
 @pytest.mark.parametrize("sent", [math.nan])
 def test_check_time_refuses_non_finite_time(sent: float) -> None:
     with pytest.raises(Replayed):

@@ -7,6 +7,12 @@ the matching class on the client side, so callers can catch exactly what they ca
 from __future__ import annotations
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """repr() of a client-supplied value, cut short: error messages must stay small whatever was sent."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 class RetouchError(Exception):
     """Base class. `code` is what travels over the wire."""
 

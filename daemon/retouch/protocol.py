@@ -26,13 +26,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import AuthError, BadRequest, ProtocolMismatch, Replayed
+from .errors import AuthError, BadRequest, ProtocolMismatch, Replayed, shown
 
 PROTOCOL_VERSION = 1
 TAG_PREFIX = b"retouch/"
@@ -47,6 +48,7 @@ REPLY_TYPES = ("accepted", "progress", "result", "reply", "error")
 
 MAX_HEADER_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
+MAX_ID_LENGTH = 128
 MAX_SIDE = 65536
 
 
@@ -100,23 +102,23 @@ class ImageSpec:
         for key in ("width", "height"):
             v = d.get(key)
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SIDE:
-                raise BadRequest(f"{what}.{key} must be an integer from 1 to {MAX_SIDE}, got {v!r}")
+                raise BadRequest(f"{what}.{key} must be an integer from 1 to {MAX_SIDE}, got {shown(v)}")
         dtype = d.get("dtype", "u8")
-        if dtype not in DTYPE_SIZES:
-            raise BadRequest(f"{what}.dtype {dtype!r} is not one of {', '.join(DTYPE_SIZES)}")
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+            raise BadRequest(f"{what}.dtype {shown(dtype)} is not one of {', '.join(DTYPE_SIZES)}")
         order = d.get("order", "RGBA")
-        if order not in ORDER_CHANNELS:
-            raise BadRequest(f"{what}.order {order!r} is not one of {', '.join(ORDER_CHANNELS)}")
+        if not isinstance(order, str) or order not in ORDER_CHANNELS:
+            raise BadRequest(f"{what}.order {shown(order)} is not one of {', '.join(ORDER_CHANNELS)}")
         transfer = d.get("transfer", "srgb")
-        if transfer not in TRANSFERS:
-            raise BadRequest(f"{what}.transfer {transfer!r} is not one of {', '.join(TRANSFERS)}")
+        if not isinstance(transfer, str) or transfer not in TRANSFERS:
+            raise BadRequest(f"{what}.transfer {shown(transfer)} is not one of {', '.join(TRANSFERS)}")
         channels = d.get("channels")
         if channels is not None and channels != ORDER_CHANNELS[order]:
-            raise BadRequest(f"{what}.channels is {channels!r} but order {order} has {ORDER_CHANNELS[order]}")
+            raise BadRequest(f"{what}.channels is {shown(channels)} but order {order} has {ORDER_CHANNELS[order]}")
         spec = cls(d["width"], d["height"], dtype, order, transfer, 0)
         stride = d.get("stride", 0)
         if not isinstance(stride, int) or isinstance(stride, bool) or (stride and stride < spec.row_bytes):
-            raise BadRequest(f"{what}.stride {stride!r} is smaller than a row ({spec.row_bytes} bytes)")
+            raise BadRequest(f"{what}.stride {shown(stride)} is smaller than a row ({spec.row_bytes} bytes)")
         return cls(spec.width, spec.height, dtype, order, transfer, stride if stride != spec.row_bytes else 0)
 
     def check_frame(self, frame: bytes | memoryview, what: str = "image") -> None:
@@ -145,7 +147,7 @@ def encode(key: bytes, header: dict[str, Any], buffers: list[bytes] | tuple[byte
     header.setdefault("protocol", PROTOCOL_VERSION)
     header.setdefault("msg_id", new_id())
     header.setdefault("time", round(time.time(), 3))
-    header_json = json.dumps(header, separators=(",", ":")).encode()
+    header_json = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     frames = [bytes(b) if not isinstance(b, bytes) else b for b in buffers]
     return [PROTOCOL_TAG, sign(key, header_json, frames), header_json, *frames]
 
@@ -186,6 +188,12 @@ class ReplayGuard:
         sent = header.get("time")
         if not isinstance(sent, (int, float)) or isinstance(sent, bool):
             raise Replayed("message has no 'time': refused as a possible replay")
+        try:
+            sent = float(sent)
+        except OverflowError:
+            sent = math.inf
+        if not math.isfinite(sent):
+            raise Replayed("message 'time' is not a real time: refused as a possible replay")
         if abs(time.time() - sent) > self.window:
             raise Replayed(f"message time is {time.time() - sent:+.0f} s off, outside the {self.window:.0f} s window")
 
@@ -222,8 +230,8 @@ def decode(key: bytes, frames: list[bytes], replay: ReplayGuard | None = None) -
         replay.check(signature)
     try:
         header = json.loads(header_json)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _authenticated(BadRequest(f"header is not valid JSON: {exc}"), None) from None
+    except ValueError as exc:  # bad JSON, bad UTF-8, integers too long to convert
+        raise _authenticated(BadRequest(f"header is not valid JSON: {shown(str(exc), 120)}"), None) from None
     except RecursionError:
         raise _authenticated(BadRequest(f"header JSON is nested deeper than {MAX_JSON_DEPTH} levels"), None) from None
     if not isinstance(header, dict):
@@ -238,6 +246,9 @@ def decode(key: bytes, frames: list[bytes], replay: ReplayGuard | None = None) -
             f"this side speaks protocol {PROTOCOL_VERSION}; update the plugin or the daemon so they match"
         )
         raise _authenticated(err, header)
+    msg_id = header.get("msg_id")
+    if msg_id is not None and not (isinstance(msg_id, str) and len(msg_id) <= MAX_ID_LENGTH):
+        raise _authenticated(BadRequest(f"'msg_id' must be a string of at most {MAX_ID_LENGTH} characters"), None)
     if not isinstance(header.get("type"), str):
         raise _authenticated(BadRequest("header has no 'type'"), header)
     if replay is not None:

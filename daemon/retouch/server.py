@@ -28,7 +28,7 @@ from .curve import CurveKeys
 from .engine import Engine
 from .engine.device import pick_device
 from .engine.registry import list_models
-from .errors import AuthError, BadRequest, Cancelled, ProtocolMismatch, Replayed, RetouchError
+from .errors import AuthError, BadRequest, Cancelled, ProtocolMismatch, Replayed, RetouchError, shown
 from .pixels import decode_image, decode_mask, encode_image
 from .protocol import ImageSpec, mask_spec
 from .tasks import TASKS, TaskContext, get_task
@@ -37,6 +37,7 @@ log = logging.getLogger("retouch.server")
 
 OUTBOX = "inproc://retouch-outbox"
 PROGRESS_INTERVAL = 0.1  # seconds between two progress messages of one job
+MAX_BATCH = 256  # messages handled per poll round
 DEFAULT_MAX_PIXELS = 200_000_000  # per job (input pixels): a 100 MP photo with room to spare
 
 
@@ -132,7 +133,6 @@ class Daemon:
         router = ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished client fails: we cancel its jobs
-        router.setsockopt(zmq.SNDTIMEO, 5000)
         # an oversized frame disconnects its sender before we buffer it: f32 RGBA of max_pixels, plus slack
         router.setsockopt(zmq.MAXMSGSIZE, self.max_pixels * 16 + (1 << 20))
         authenticator = None
@@ -169,7 +169,7 @@ class Daemon:
                 if outbox in events:
                     self._forward(router, outbox)
                 if router in events:
-                    while True:
+                    for _ in range(MAX_BATCH):  # bounded, so a flood cannot keep us from seeing a stop request
                         try:
                             frames = router.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
@@ -205,11 +205,19 @@ class Daemon:
                 frames = outbox.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            identity = frames[0].bytes
-            try:
-                router.send_multipart(frames, copy=False)
-            except zmq.ZMQError as exc:
+            self._route(router, frames[0].bytes, frames, copy=False)
+
+    def _route(self, router: zmq.Socket, identity: bytes, frames: list, copy: bool = True) -> None:
+        """Send without ever blocking the main thread: a client that does not read loses its own replies only."""
+        try:
+            router.send_multipart(frames, flags=zmq.NOBLOCK, copy=copy)
+        except zmq.Again:
+            self.dropped["slow_client"] += 1
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
                 self._client_gone(identity, exc)
+            else:
+                log.warning("reply to a client failed: %s", exc)
 
     def _client_gone(self, identity: bytes, exc: zmq.ZMQError) -> None:
         self.dropped["client_gone"] += 1
@@ -230,10 +238,7 @@ class Daemon:
 
     # ---- main thread: receive, authenticate, validate ---------------------------------------------------------
     def _send(self, sock: zmq.Socket, identity: bytes, header: dict[str, Any], buffers: list[bytes] = ()) -> None:
-        try:
-            sock.send_multipart([identity, *protocol.encode(self.key_bytes, header, buffers)])
-        except zmq.ZMQError as exc:
-            self._client_gone(identity, exc)
+        self._route(sock, identity, [identity, *protocol.encode(self.key_bytes, header, buffers)])
 
     def _error(self, sock: zmq.Socket, identity: bytes, parent: dict | None, err: RetouchError, **extra: Any) -> None:
         self._send(sock, identity, protocol.reply_header(parent, "error", error=err.to_wire(), **extra))
@@ -254,10 +259,16 @@ class Daemon:
             self.dropped["malformed"] += 1
             log.warning("dropped a message: %s", exc.message)
             return
+        except Exception:  # whatever a message holds, the daemon goes on
+            self.dropped["malformed"] += 1
+            log.exception("dropped a message that broke the decoder")
+            return
         try:
             self._dispatch(sock, identity, msg)
         except RetouchError as exc:
-            self._error(sock, identity, msg.header, exc, job_id=msg.header.get("job_id"))
+            job_id = msg.header.get("job_id")
+            short_id = job_id if isinstance(job_id, str) and len(job_id) <= protocol.MAX_ID_LENGTH else None
+            self._error(sock, identity, msg.header, exc, job_id=short_id)
         except Exception as exc:  # the daemon never dies of a request
             log.exception("request %s failed", msg.type)
             self._error(sock, identity, msg.header, RetouchError(f"internal error: {type(exc).__name__}: {exc}"))
@@ -287,7 +298,7 @@ class Daemon:
         elif kind == "cancel":
             job = self.jobs.get(str(h.get("job_id")))
             if job is None:
-                raise BadRequest(f"no job {h.get('job_id')!r} is queued or running")
+                raise BadRequest(f"no job {shown(h.get('job_id'))} is queued or running")
             job.cancel.set()
             with self._state_lock:
                 was_queued = job.state == "queued"
@@ -302,7 +313,7 @@ class Daemon:
             self._reply(sock, identity, h, {"stopping": True})
             self.stop()
         else:
-            raise BadRequest(f"unknown request type {kind!r}; known: {', '.join(protocol.REQUEST_TYPES)}")
+            raise BadRequest(f"unknown request type {shown(kind)}; known: {', '.join(protocol.REQUEST_TYPES)}")
 
     def _make_job(self, identity: bytes, msg: protocol.Message) -> Job:
         h = msg.header
@@ -313,10 +324,10 @@ class Daemon:
             raise BadRequest("'model' must be a model name or a path")
         tile = h.get("tile")
         if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool) or not 32 <= tile <= 8192):
-            raise BadRequest(f"'tile' must be an integer from 32 to 8192, got {tile!r}")
+            raise BadRequest(f"'tile' must be an integer from 32 to 8192, got {shown(tile)}")
         device = h.get("device")
         if device not in (None, "cpu", "cuda"):
-            raise BadRequest(f"'device' must be 'cpu' or 'cuda', got {device!r}")
+            raise BadRequest(f"'device' must be 'cpu' or 'cuda', got {shown(device)}")
         if device is not None:
             try:
                 pick_device(device)

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import UnknownModel
+from ..errors import UnknownModel, shown
 from .loader import MODEL_SUFFIXES
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -87,4 +87,4 @@ def resolve(name_or_path: str) -> ModelSpec:
     if path.suffix.lower() in MODEL_SUFFIXES and path.is_file():
         return ModelSpec(name=path.stem, path=path.resolve(), builtin=False)
     names = ", ".join(s.name for s in specs) or "none"
-    raise UnknownModel(f"unknown model {name_or_path!r}: not a model file, and not one of: {names}")
+    raise UnknownModel(f"unknown model {shown(name_or_path)}: not a model file, and not one of: {names}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import UnknownTask
+from ..errors import UnknownTask, shown
 from .base import Param, Task, TaskContext, TaskResult
 from .upscale import Upscale
 
@@ -11,7 +11,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (Upscale(),)}
 
 def get_task(name: object) -> Task:
     if not isinstance(name, str) or name not in TASKS:
-        raise UnknownTask(f"unknown task {name!r}; available: {', '.join(TASKS)}")
+        raise UnknownTask(f"unknown task {shown(name)}; available: {', '.join(TASKS)}")
     return TASKS[name]
 
 

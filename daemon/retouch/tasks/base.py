@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..engine import Engine
-from ..errors import BadRequest
+from ..errors import BadRequest, shown
 from ..pixels import WorkImage
 
 
@@ -33,12 +33,12 @@ class Param:
         kinds = {"int": int, "float": (int, float), "str": str, "bool": bool}
         ok = isinstance(value, kinds[self.kind]) and not (self.kind != "bool" and isinstance(value, bool))
         if not ok:
-            raise BadRequest(f"parameter '{self.name}' must be {self.kind}, got {value!r}")
+            raise BadRequest(f"parameter '{self.name}' must be {self.kind}, got {shown(value)}")
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(str(c) for c in self.choices)
-            raise BadRequest(f"parameter '{self.name}' is {value!r}, not one of {allowed}")
+            raise BadRequest(f"parameter '{self.name}' is {shown(value)}, not one of {allowed}")
         if self.minimum is not None and value < self.minimum or self.maximum is not None and value > self.maximum:
-            raise BadRequest(f"parameter '{self.name}' is {value!r}, outside {self.minimum}..{self.maximum}")
+            raise BadRequest(f"parameter '{self.name}' is {shown(value)}, outside {self.minimum}..{self.maximum}")
         return float(value) if self.kind == "float" else value
 
 
@@ -75,9 +75,8 @@ class Task:
         known = {p.name: p for p in self.params}
         unknown = sorted(set(raw) - set(known))
         if unknown:
-            raise BadRequest(
-                f"task '{self.name}' has no parameter {', '.join(unknown)} (it has: {', '.join(known) or 'none'})"
-            )
+            names = ", ".join(shown(name, 40) for name in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise BadRequest(f"task '{self.name}' has no parameter {names} (it has: {', '.join(known) or 'none'})")
         return {name: p.parse(raw[name]) if name in raw else p.default for name, p in known.items()}
 
     def describe(self) -> dict[str, Any]:
