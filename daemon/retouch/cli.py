@@ -257,6 +257,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"daemon pid {status['pid']} on {status['host']}:{status['port']}, device {status['device']}, "
               f"{job}, {status['queued']} queued, {status['completed']} done, "
               f"models loaded: {', '.join(Path(p).name for p in status['loaded_models']) or 'none'}")
+        dropped = ", ".join(f"{reason} {count}" for reason, count in sorted(status["dropped"].items()))
+        print(f"messages dropped: {dropped or 'none'}")
     return 0
 
 
