@@ -284,7 +284,9 @@ def test_upscale_x4(client: Client) -> None:
 
 def test_u16_rgba(client: Client) -> None:
     rgb = photo(seed=1)
-    rgba16 = np.clip(np.rint(with_alpha(rgb, half_alpha(H, W, 1.0)) * 65535), 0, 65535).astype(np.uint16)
+    # the same colours as the u8 image below, exactly (x * 257 maps 0..255 onto 0..65535)
+    rgba8 = to_u8(with_alpha(rgb, half_alpha(H, W, 1.0)))
+    rgba16 = rgba8.astype(np.uint16) * 257
     out, result = enhance(client, rgba16)
     assert result.spec == ImageSpec(2 * W, 2 * H, "u16", "RGBA", "srgb", 0)
     assert out.dtype == np.uint16
@@ -294,7 +296,6 @@ def test_u16_rgba(client: Client) -> None:
     assert (out[:, : W - 4, 3] == 0).all()
     assert (out[:, W + 4 :, 3] == 65535).all()
     # u8 and u16 inputs meaning the same colours go through the same float pipeline
-    rgba8 = to_u8(with_alpha(rgb, half_alpha(H, W, 1.0)))
     out8, _ = enhance(client, rgba8)
     assert max_diff(out / 257.0, out8) <= 1.0
 

@@ -1,7 +1,8 @@
 """The builtin upscalers against bicubic, through the real daemon, on crops of photos held out from training.
 
-The crops in tests/data come from the four held-out photos listed in training/photos.py (HELD_OUT); no training
-script ever reads them. Degradation: antialiased bicubic downscale (Pillow), the benchmark convention.
+tests/data/heldout/ holds 32 crops of 256 px, 8 at random positions (seed 1) in each of the four held-out photos
+of training/photos.py (HELD_OUT), made by benchmarks/quality_upscale.py's `crops()`; no training script ever reads
+those photos. Degradation: antialiased bicubic downscale (Pillow), the benchmark convention.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from retouch.pixels import frame_to_array, spec_for_array
 from retouch.quality import psnr_y
 
 DATA = Path(__file__).parent / "data"
-CROPS = sorted(DATA.glob("heldout-*.png"))
+CROPS = sorted((DATA / "heldout").glob("*.png"))
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def bicubic(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
 
 @pytest.mark.parametrize(("scale", "min_gain"), [(4, 1.0), (2, 1.0)])
 def test_builtin_upscaler_beats_bicubic_on_held_out_photos(client: Client, scale: int, min_gain: float) -> None:
-    assert len(CROPS) == 4
+    assert len(CROPS) == 32
     gains = []
     for path in CROPS:
         hr_img = Image.open(path).convert("RGB")
@@ -41,17 +42,19 @@ def test_builtin_upscaler_beats_bicubic_on_held_out_photos(client: Client, scale
         sr = upscale(client, np.asarray(lr_img), scale)
         assert sr.shape == hr.shape
         gains.append(psnr_y(sr, hr) - psnr_y(bicubic(lr_img, hr_img.size), hr))
-    print(f"x{scale} PSNR-Y gain over bicubic per crop: {[round(g, 2) for g in gains]}")
+    print(f"x{scale} PSNR-Y gain over bicubic: mean {np.mean(gains):.2f} dB, per crop {[round(g, 2) for g in gains]}")
     assert np.mean(gains) >= min_gain, gains
-    assert min(gains) > 0, gains
+    assert np.median(gains) > 0, gains
 
 
 def test_upscaler_is_sharper_than_bicubic_without_ringing(client: Client) -> None:
     """A dark/bright step edge: the result is steeper than bicubic and overshoots no more than bicubic does."""
-    hr = np.full((128, 128, 3), 60, np.uint8)
-    hr[:, 64:] = 200
-    hr_img = Image.fromarray(hr).rotate(7, resample=Image.Resampling.BICUBIC, fillcolor=(60, 60, 60))
-    hr = np.asarray(hr_img)[16:-16, 16:-16]
+    # a step edge at 7 degrees, area-sampled (8x8 per pixel): its values stay within 60..200, no overshoot of its own
+    size, ss, angle = 96, 8, np.deg2rad(7)
+    yy, xx = np.mgrid[0 : size * ss, 0 : size * ss] / ss - size / 2
+    bright = (xx * np.cos(angle) + yy * np.sin(angle)) > 0
+    level = np.where(bright, 200.0, 60.0).reshape(size, ss, size, ss).mean(axis=(1, 3))
+    hr = np.repeat(np.rint(level)[:, :, None], 3, axis=2).astype(np.uint8)
     hr_img = Image.fromarray(hr)
     lr_img = hr_img.resize((hr_img.width // 4, hr_img.height // 4), Image.Resampling.BICUBIC)
     sr = upscale(client, np.asarray(lr_img), 4).astype(np.float32)
