@@ -13,12 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import save_onnx
 from PIL import ImageCms
 from retouch import connection
 from retouch.client import Client
@@ -152,17 +152,7 @@ def export_onnx(path: Path, out_channels: int = 3, scale: int = 2) -> None:
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, out_channels * scale * scale, 3, padding=1), torch.nn.PixelShuffle(scale)
     ).eval()
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and says so
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            net,
-            (torch.rand(1, 3, 16, 16),),
-            str(path),
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "H", 3: "W"}},
-            dynamo=False,
-        )
+    save_onnx(net, path)
 
 
 def listing(folder: Path) -> dict[str, bytes]:

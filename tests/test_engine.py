@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import save_onnx
 from retouch.engine import MIN_TILE, Engine, LoadedModel, ModelSpec, RunInfo, is_oom, loader, registry, tiling
 from retouch.errors import UnknownModel, UnsupportedModel
 from retouch.pixels import NUMPY_DTYPES, decode_image, encode_image, frame_to_array
@@ -343,17 +343,7 @@ def _export_tiny_onnx(path: Path) -> torch.nn.Module:
     with torch.no_grad():  # keep the outputs inside [0, 1] mostly, so the comparison is not all clipping
         net[0].weight.mul_(0.3)
         net[0].bias.fill_(0.3)
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and says so
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            net,
-            (torch.rand(1, 3, 16, 16),),
-            str(path),
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "H", 3: "W"}},
-            dynamo=False,
-        )
+    save_onnx(net, path)
     return net
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from photos import DEFAULT_ROOT, ensure_photos, train_paths
 from PIL import Image
+from retouch.engine.device import cpu_has_bf16
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
 
@@ -104,14 +105,6 @@ def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed}, tmp)
     tmp.replace(path)
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def main() -> None:
