@@ -41,6 +41,17 @@ def first_progress(job) -> None:
     raise AssertionError("job ended before making progress")
 
 
+def wait_idle(client: Client, seconds: float) -> bool:
+    """True once the daemon runs nothing and has nothing queued."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = client.status()
+        if status["running"] is None and status["queued"] == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -116,13 +127,7 @@ def test_vanished_clients_get_their_jobs_cancelled_and_memory_comes_back(own_dae
     for i in range(20):
         job = client.submit("upscale", pixels, spec, params={"scale": 4}, tile=32)
         job.close()  # the client vanishes mid-job
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            status = client.status()
-            if status["running"] is None and status["queued"] == 0:
-                break
-            time.sleep(0.05)
-        else:
+        if not wait_idle(client, 60):
             pytest.fail(f"vanished client's job {i} was never cancelled")
     status = client.status()
     assert status["dropped"].get("client_gone", 0) >= 20
@@ -355,13 +360,7 @@ def test_several_jobs_of_one_vanished_client_all_stop(own_daemon) -> None:
     jobs = [long_job(client) for _ in range(3)]
     for job in jobs:
         job.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status = client.status()
-        if status["running"] is None and status["queued"] == 0:
-            break
-        time.sleep(0.05)
-    else:
+    if not wait_idle(client, 30):
         pytest.fail("jobs of a vanished client kept running")
     assert client.ping()["pong"]
 
