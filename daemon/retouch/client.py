@@ -293,7 +293,7 @@ class Job:
         """Progress events, then the Result. Raises the daemon's error (Cancelled after cancel())."""
         while not self.done:
             if not self.sock.poll(int(LIVENESS_INTERVAL * 1000)):
-                if connection.is_local(self.info["host"]) and not connection.pid_alive(self.info["pid"]):
+                if connection.is_loopback(self.info["host"]) and not connection.pid_alive(self.info["pid"]):
                     self.done = True
                     raise RetouchError(f"the daemon (pid {self.info['pid']}) exited while running the job")
                 continue

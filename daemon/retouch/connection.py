@@ -7,6 +7,7 @@ with mode 0600 before anything is written into it. The runtime dir is platformdi
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -144,8 +145,13 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def is_local(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def live_connection(path: Path | None = None) -> ConnectionInfo | None:
@@ -153,7 +159,7 @@ def live_connection(path: Path | None = None) -> ConnectionInfo | None:
 
     A remote daemon's pid cannot be checked here: its file is taken as it is."""
     info = read_connection_file(path)
-    if info is None or (is_local(info["host"]) and not pid_alive(info["pid"])):
+    if info is None or (is_loopback(info["host"]) and not pid_alive(info["pid"])):
         return None
     return info
 

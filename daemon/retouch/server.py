@@ -9,7 +9,6 @@ other bad request gets an `error` reply naming what was wrong.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import itertools
 import logging
 import os
@@ -70,15 +69,6 @@ class InsecureListen(RetouchError):
 
 def megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.2f}".rstrip("0").rstrip(".")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Daemon:
@@ -224,11 +214,18 @@ class Daemon:
         for job in list(self.jobs.values()):
             if job.identity == identity and not job.cancel.is_set():
                 log.info("client of %s is gone (%s): cancelling the job", job.job_id, exc.strerror)
-                job.cancel.set()
-                with self._state_lock:
-                    if job.state == "queued":
-                        job.state = "done"
-                        self.jobs.pop(job.job_id, None)
+                self._cancel(job)
+
+    def _cancel(self, job: Job) -> bool:
+        """Stop `job`; True when it had not started (then it is gone at once and its client must be told)."""
+        job.cancel.set()
+        with self._state_lock:
+            was_queued = job.state == "queued"
+            if was_queued:
+                job.state = "done"
+        if was_queued:
+            self.jobs.pop(job.job_id, None)
+        return was_queued
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -299,13 +296,7 @@ class Daemon:
             job = self.jobs.get(str(h.get("job_id")))
             if job is None:
                 raise BadRequest(f"no job {shown(h.get('job_id'))} is queued or running")
-            job.cancel.set()
-            with self._state_lock:
-                was_queued = job.state == "queued"
-                if was_queued:
-                    job.state = "done"
-            if was_queued:
-                self.jobs.pop(job.job_id, None)
+            if self._cancel(job):
                 err = Cancelled("job cancelled before it started")
                 self._error(sock, job.identity, job.parent, err, job_id=job.job_id)
             self._reply(sock, identity, h, {"cancelled": True, "job_id": job.job_id})
@@ -455,7 +446,7 @@ def serve(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     curve: CurveKeys | None = None,
 ) -> None:
-    if not is_loopback(host) and curve is None:
+    if not connection.is_loopback(host) and curve is None:
         raise InsecureListen(
             f"refusing to listen on {host}: a non-loopback address needs ZeroMQ CURVE encryption "
             "(create keys with `retouch keys`, then `retouch serve --listen ADDR --curve`)"

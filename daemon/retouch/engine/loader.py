@@ -6,7 +6,6 @@ tiling and task code never special-cases a backend.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,14 +18,6 @@ from .device import describe, pick_dtype
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 ONNX_SUFFIXES = (".onnx",)
 MODEL_SUFFIXES = TORCH_SUFFIXES + ONNX_SUFFIXES
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
