@@ -227,11 +227,20 @@ def test_tasks_payload(client: Client) -> None:
     up = tasks["upscale"]
     assert up["default_model"] == "retouch-upscale-x2"
     assert up["label"] and up["description"]
-    (scale,) = up["params"]
+    own = [p for p in up["params"] if p["group"] == "task"]
+    (scale,) = own
     assert scale["name"] == "scale"
     assert scale["kind"] == "int"
     assert scale["default"] == 2
     assert scale["choices"] == [2, 4]
+    assert set(tasks) >= {"upscale", "denoise", "sharpen", "tone"}
+    common = {p["name"]: p["group"] for p in up["params"] if p["group"] != "task"}
+    assert common == {"auto_exposure": "pre", "auto_white_balance": "pre", "strength": "post", "grain": "post",
+                      "grain_seed": "post", "color_fix": "post"}
+    for t in tasks.values():  # every task offers the same pre/post controls
+        assert [p["name"] for p in t["params"] if p["group"] != "task"] == list(common)
+    noise = next(p for p in tasks["denoise"]["params"] if p["name"] == "noise_level")
+    assert noise["default"] == "auto" and noise["allow_auto"] and noise["maximum"] == 50.0
 
 
 # ---- enhance: formats ----------------------------------------------------------------------------------------------
@@ -249,7 +258,8 @@ def test_upscale_u8_rgba_doubles_and_carries_alpha(client: Client) -> None:
     assert info["model"] == "retouch-upscale-x2"
     assert info["scale"] == 2
     assert info["task"] == "upscale"
-    assert info["params"] == {"scale": 2}
+    assert info["params"]["scale"] == 2
+    assert info["params"]["strength"] == 1.0 and info["params"]["color_fix"] == "none"
     assert info["input_size"] == [W, H]
     assert info["output_size"] == [2 * W, 2 * H]
     assert info["tiles"] >= 1
@@ -558,7 +568,7 @@ def test_cancel_unknown_job(client: Client) -> None:
 
 # ---- bad requests --------------------------------------------------------------------------------------------------
 def test_unknown_task(client: Client) -> None:
-    expect_error(client, UnknownTask, "unknown_task", "'sharpen'", "upscale", task="sharpen")
+    expect_error(client, UnknownTask, "unknown_task", "'despeckle'", "upscale", "denoise", task="despeckle")
 
 
 def test_unknown_model(client: Client) -> None:
@@ -574,7 +584,11 @@ def test_unknown_model(client: Client) -> None:
 
 
 def test_unknown_parameter(client: Client) -> None:
-    expect_error(client, BadRequest, "bad_request", "strength", "scale", params={"scale": 2, "strength": 3})
+    expect_error(client, BadRequest, "bad_request", "sharpness", "scale", "strength", params={"scale": 2, "sharpness": 3})
+
+
+def test_strength_out_of_range(client: Client) -> None:
+    expect_error(client, BadRequest, "bad_request", "strength", "3", "0.0..1.0", params={"strength": 3})
 
 
 def test_scale_3(client: Client) -> None:

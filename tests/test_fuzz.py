@@ -332,7 +332,7 @@ class Fuzzer:
         rng = self.rng
         target = rng.choice(["task", "params", "model", "tile", "device", "image", "image_field", "buffers"])
         if target == "task":
-            header["task"] = rng.choice([None, 1, [], {}, "UPSCALE", "denoise", "upscale ", "", "\u00e9"])
+            header["task"] = rng.choice([None, 1, [], {}, "UPSCALE", "no-such-task", "upscale ", "", "\u00e9"])
         elif target == "params":
             header["params"] = rng.choice([[], "scale=2", 2, True, {"scale": 3}, {"scale": "2"}, {"scale": 2.0},
                                            {"scale": True}, {"scale": None}, {"bogus": 1}, {"scale": 2, "x": 0}])
@@ -369,7 +369,7 @@ class Fuzzer:
         target = rng.choice(["task", "params", "model", "tile", "device", "image", "image_field", "mask", "buffers",
                              "job_id", "msg_id"])
         if target == "task":
-            header["task"] = rng.choice([self.garbage(), "UPSCALE", "denoise", "upscale ", "", None])
+            header["task"] = rng.choice([self.garbage(), "UPSCALE", "no-such-task", "upscale ", "", None])
             if header["task"] == "upscale":
                 header["task"] = "upscale2"
         elif target == "params":

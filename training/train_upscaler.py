@@ -29,13 +29,14 @@ from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
 
 
-def load_pool(paths: list[Path]) -> list[torch.Tensor]:
-    """Each photo at full and half size, as uint8 CHW tensors."""
+def load_pool(paths: list[Path], factors: tuple[int, ...] = (1, 2)) -> list[torch.Tensor]:
+    """Each photo at 1/factor of its size for each factor, as uint8 CHW tensors."""
     pool = []
     for path in paths:
         img = Image.open(path).convert("RGB")
-        for factor in (1, 2):
-            im = img if factor == 1 else img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS)
+        for factor in factors:
+            size = (img.width // factor, img.height // factor)
+            im = img if factor == 1 else img.resize(size, Image.Resampling.LANCZOS)
             pool.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous())
     return pool
 

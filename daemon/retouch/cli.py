@@ -103,10 +103,33 @@ def _check_output(path: Path) -> None:
         raise ImageError(f"{path}: the folder {path.parent} does not exist")
 
 
+# CLI flag -> task parameter; only flags the user gave are sent, so the daemon names any that the task lacks.
+PARAM_FLAGS = ("scale", "noise_level", "blur", "exposure", "white_balance", "auto_exposure", "auto_white_balance",
+               "strength", "grain", "grain_seed", "color_fix")
+
+
+def _number_or_auto(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
+
+
+def _param_pair(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if args.scale is not None:
-        params["scale"] = args.scale
+    params: dict[str, Any] = {name: getattr(args, name) for name in PARAM_FLAGS if getattr(args, name) is not None}
+    params.update(dict(args.param or []))
     return params
 
 
@@ -240,6 +263,34 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _param_line(p: dict[str, Any]) -> str:
+    if p["choices"]:
+        values = "|".join(str(c) for c in p["choices"])
+    elif p["minimum"] is not None:
+        values = ("auto|" if p["allow_auto"] else "") + f"{p['minimum']:g}..{p['maximum']:g}"
+    else:
+        values = p["kind"]
+    return f"    --{p['name'].replace('_', '-'):20} {values:24} default {p['default']}: {p['help']}"
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    tasks = Client(start_timeout=START_TIMEOUT).tasks()
+    if args.json:
+        print(json.dumps({"tasks": tasks}))
+        return 0
+    for t in tasks:
+        model = f" (default model {t['default_model']})" if t["default_model"] else ""
+        print(f"{t['name']}: {t['description']}{model}")
+        for p in t["params"]:
+            if p["group"] == "task":
+                print(_param_line(p))
+    print("every task also takes (before / after the task):")
+    for p in tasks[0]["params"] if tasks else []:
+        if p["group"] != "task":
+            print(_param_line(p))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     client = Client(autostart=False)
     if not client.is_running():
@@ -285,7 +336,24 @@ def cmd_stop(args: argparse.Namespace) -> int:
 # ---- parser --------------------------------------------------------------------------------------------------
 def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="upscale", help="what to do (default: upscale)")
-    p.add_argument("--scale", type=int, help="upscale factor: 2 or 4 (default 2)")
+    p.add_argument("--scale", type=int, help="upscale: factor 2 or 4 (default 2)")
+    p.add_argument("--noise-level", type=_number_or_auto,
+                   help="denoise: noise standard deviation on the 0..255 scale, or auto (default)")
+    p.add_argument("--blur", choices=("auto", "defocus", "motion"), help="sharpen: the kind of blur (default auto)")
+    p.add_argument("--no-exposure", dest="exposure", action="store_const", const=False,
+                   help="tone: leave the exposure alone")
+    p.add_argument("--no-white-balance", dest="white_balance", action="store_const", const=False,
+                   help="tone: leave the white balance alone")
+    p.add_argument("--auto-exposure", action="store_const", const=True, help="correct the exposure before the task")
+    p.add_argument("--auto-white-balance", action="store_const", const=True,
+                   help="neutralise a colour cast before the task")
+    p.add_argument("--strength", type=float, help="blend with the source, 0..1 (0 = source unchanged; default 1)")
+    p.add_argument("--grain", type=float, help="film-like grain added after the task, 0..1 (default 0)")
+    p.add_argument("--grain-seed", type=int, help="grain pattern seed (default 0: reruns are identical)")
+    p.add_argument("--color-fix", choices=("none", "wavelet", "adain"),
+                   help="keep the source's low-frequency colours (default none)")
+    p.add_argument("--param", type=_param_pair, action="append", metavar="NAME=VALUE",
+                   help="any task parameter by name (see `retouch tasks`); repeatable")
     p.add_argument("--model", help="model name (see `retouch models`) or path to a model file")
     p.add_argument("--tile", type=int, help="tile size in input pixels (default: from the memory budget)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="run this job on the CPU or the GPU")
@@ -324,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_batch)
 
     for name, func, text in (("models", cmd_models, "list the models the daemon can use"),
+                             ("tasks", cmd_tasks, "list the tasks and their parameters"),
                              ("status", cmd_status, "show whether the daemon runs and what it does")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--json", action="store_true")

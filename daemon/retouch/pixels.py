@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .errors import BadRequest
@@ -121,3 +122,10 @@ def spec_for_array(arr: np.ndarray, transfer: str = "srgb") -> ImageSpec:
     if name is None:
         raise BadRequest(f"pixel type {arr.dtype} is not supported (uint8, uint16, float16, float32)")
     return ImageSpec(int(arr.shape[1]), int(arr.shape[0]), name, order, transfer, 0)
+
+
+def resize(x: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bicubic enlargement, area reduction (H x W or H x W x C float32)."""
+    shrinking = width < x.shape[1]
+    interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    return cv2.resize(x, (width, height), interpolation=interp)

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import zmq
@@ -28,7 +28,8 @@ from .engine import Engine
 from .engine.device import pick_device
 from .engine.registry import list_models
 from .errors import AuthError, BadRequest, Cancelled, ProtocolMismatch, Replayed, RetouchError, shown
-from .pixels import decode_image, decode_mask, encode_image
+from .pipeline import run_pipeline
+from .pixels import array_to_frame, decode_image, decode_mask, encode_image, frame_to_array
 from .protocol import ImageSpec, mask_spec
 from .tasks import TASKS, TaskContext, get_task
 
@@ -416,9 +417,13 @@ class Daemon:
             task = get_task(job.task)
             device = pick_device(job.device) if job.device else None
             ctx = TaskContext(self.engine, progress, check_cancel, job.model, job.tile, device)
-            result = task.run(ctx, image, mask, job.params)
+            result = run_pipeline(task, ctx, image, mask, job.params)
             check_cancel()
-            out_spec, out_frame = encode_image(result.image, job.spec)
+            if result.unchanged:
+                out_spec, out_frame = replace(job.spec, stride=0), array_to_frame(frame_to_array(job.spec, job.frame),
+                                                                        job.spec.dtype)
+            else:
+                out_spec, out_frame = encode_image(result.image, job.spec)
             info = dict(result.info, task=job.task, params=job.params, seconds=round(time.monotonic() - started, 3),
                         input_size=[job.spec.width, job.spec.height], output_size=[out_spec.width, out_spec.height])
             header = protocol.reply_header(job.parent, "result", job_id=job.job_id, image=out_spec.to_header(),

@@ -100,13 +100,17 @@ class Engine:
         tile: int | None = None,
         on_tile: Callable[[int, int], None] | None = None,
         overlap: int = 32,
+        condition: float | None = None,
     ) -> tuple[np.ndarray, RunInfo]:
         """Run `model` over an H x W x 3 float32 image, tiled; halve the tile on out-of-memory, then fall back to
-        CPU. Cancellation and progress come through `on_tile`, which may raise."""
+        CPU. Cancellation and progress come through `on_tile`, which may raise. `condition` feeds the extra input
+        channel of conditioned models (the noise level of a DRUNet denoiser)."""
         tile = tile or self.default_tile(model)
         retries = 0
         while True:
-            fn = model if not self.fault_oom_above else _failing_above(model, self.fault_oom_above)
+            fn = _with_condition(model, condition)
+            if self.fault_oom_above:
+                fn = _failing_above(fn, self.fault_oom_above)
             try:
                 out = run_tiled(image, fn, model.scale, tile, overlap=overlap, on_tile=on_tile)
                 tiles = _tile_count(image, tile, overlap)
@@ -134,11 +138,15 @@ def _tile_count(image: np.ndarray, tile: int, overlap: int) -> int:
     return count_tiles(image.shape[0], image.shape[1], tile, min(overlap, tile // 2))
 
 
-def _failing_above(model: LoadedModel, limit: int) -> Callable[[np.ndarray], np.ndarray]:
+def _with_condition(model: LoadedModel, condition: float | None) -> Callable[[np.ndarray], np.ndarray]:
+    return model if condition is None else lambda tile: model(tile, condition)
+
+
+def _failing_above(fn: Callable[[np.ndarray], np.ndarray], limit: int) -> Callable[[np.ndarray], np.ndarray]:
     def run(tile: np.ndarray) -> np.ndarray:
         if max(tile.shape[:2]) > limit:
             raise torch.OutOfMemoryError(f"injected fault: tile {tile.shape[1]}x{tile.shape[0]} over {limit} px")
-        return model(tile)
+        return fn(tile)
 
     return run
 

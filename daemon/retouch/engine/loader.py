@@ -32,6 +32,7 @@ class LoadedModel:
     device: torch.device
     dtype: str
     size_multiple: int = 1
+    conditioned: bool = False  # takes one extra input channel (a noise level or a hint), as DRUNet does
     _descriptor: object = field(default=None, repr=False)
     _session: object = field(default=None, repr=False)
     _onnx_input: str = ""
@@ -40,19 +41,34 @@ class LoadedModel:
     def device_name(self) -> str:
         return describe(self.device) if self.backend == "torch" else f"onnx:{self.device.type}"
 
-    def __call__(self, tile: np.ndarray) -> np.ndarray:
-        """H x W x 3 float32 [0, 1] -> (H*scale) x (W*scale) x C float32 [0, 1]."""
+    def __call__(self, tile: np.ndarray, condition: float | None = None) -> np.ndarray:
+        """H x W x 3 float32 [0, 1] -> (H*scale) x (W*scale) x C float32 [0, 1].
+
+        `condition` fills the extra input channel of a conditioned model (ignored by the others)."""
         if self.backend == "onnx":
             return self._run_onnx(tile)
-        return self._run_torch(tile)
+        return self._run_torch(tile, condition)
 
-    def _run_torch(self, tile: np.ndarray) -> np.ndarray:
+    def _run_torch(self, tile: np.ndarray, condition: float | None) -> np.ndarray:
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
         x = torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))[None]
-        x = x.clamp(0, 1).to(self.device, dtype).contiguous(memory_format=torch.channels_last)
+        x = x.clamp(0, 1).to(self.device, dtype)
         with torch.inference_mode():
-            y = self._descriptor(x)  # type: ignore[operator]
+            if self.conditioned and condition is not None:
+                y = self._run_conditioned(x, condition)
+            else:
+                y = self._descriptor(x.contiguous(memory_format=torch.channels_last))  # type: ignore[operator]
         return y[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+    def _run_conditioned(self, x: torch.Tensor, condition: float) -> torch.Tensor:
+        """spandrel's DRUNet call fixes the extra channel at 15/255; we feed our own, padding like spandrel."""
+        h, w = x.shape[2:]
+        m = self.size_multiple
+        x = torch.nn.functional.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate")
+        cond = torch.full((1, 1, *x.shape[2:]), float(condition), dtype=x.dtype, device=x.device)
+        x = torch.cat([x, cond], 1).contiguous(memory_format=torch.channels_last)
+        y = self._descriptor.model(x)  # type: ignore[union-attr]
+        return y[:, :, : h * self.scale, : w * self.scale]
 
     def _run_onnx(self, tile: np.ndarray) -> np.ndarray:
         h, w = tile.shape[:2]
@@ -105,6 +121,7 @@ def _load_torch(path: Path, device: torch.device, precision: str) -> LoadedModel
         device=device,
         dtype={torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype],
         size_multiple=int(desc.size_requirements.multiple_of),
+        conditioned=desc.architecture.id == "DRUNet",
         _descriptor=desc,
     )
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from ..errors import UnknownTask, shown
 from .base import Param, Task, TaskContext, TaskResult
+from .denoise import Denoise
+from .sharpen import Sharpen
+from .tone import Tone
 from .upscale import Upscale
 
-TASKS: dict[str, Task] = {task.name: task for task in (Upscale(),)}
+TASKS: dict[str, Task] = {task.name: task for task in (Upscale(), Denoise(), Sharpen(), Tone())}
 
 
 def get_task(name: object) -> Task:

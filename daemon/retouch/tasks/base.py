@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine import Engine
+from ..engine import Engine, LoadedModel, RunInfo
+from ..engine.registry import ModelSpec, resolve
 from ..errors import BadRequest, shown
 from ..pixels import WorkImage
 
@@ -23,6 +24,8 @@ class Param:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    allow_auto: bool = False  # the string "auto" is accepted besides a number
+    group: str = "task"  # "task" | "pre" | "post": how the plugins group the controls
 
     def to_wire(self) -> dict[str, Any]:
         d = asdict(self)
@@ -30,16 +33,34 @@ class Param:
         return d
 
     def parse(self, value: Any) -> Any:
+        if self.allow_auto and value == "auto":
+            return value
         kinds = {"int": int, "float": (int, float), "str": str, "bool": bool}
         ok = isinstance(value, kinds[self.kind]) and not (self.kind != "bool" and isinstance(value, bool))
         if not ok:
-            raise BadRequest(f"parameter '{self.name}' must be {self.kind}, got {shown(value)}")
+            wanted = f"'auto' or {self.kind}" if self.allow_auto else self.kind
+            raise BadRequest(f"parameter '{self.name}' must be {wanted}, got {shown(value)}")
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(str(c) for c in self.choices)
             raise BadRequest(f"parameter '{self.name}' is {shown(value)}, not one of {allowed}")
         if self.minimum is not None and value < self.minimum or self.maximum is not None and value > self.maximum:
             raise BadRequest(f"parameter '{self.name}' is {shown(value)}, outside {self.minimum}..{self.maximum}")
         return float(value) if self.kind == "float" else value
+
+
+# Pre- and post-processing every task offers (applied by `pipeline.run_pipeline` around the task's own work).
+COMMON_PARAMS = (
+    Param("auto_exposure", "bool", False, "correct exposure from the luminance histogram first", group="pre"),
+    Param("auto_white_balance", "bool", False, "neutralise a colour cast first", group="pre"),
+    Param("strength", "float", 1.0, "blend with the source: 0 = source unchanged, 1 = full result",
+          minimum=0.0, maximum=1.0, group="post"),
+    Param("grain", "float", 0.0, "film-like grain added to the result (0 = none)", minimum=0.0, maximum=1.0,
+          group="post"),
+    Param("grain_seed", "int", 0, "seed of the grain pattern (same seed, same grain)", minimum=0,
+          maximum=2**31 - 1, group="post"),
+    Param("color_fix", "str", "none", "keep the source's low-frequency colours", choices=("none", "wavelet", "adain"),
+          group="post"),
+)
 
 
 @dataclass
@@ -56,6 +77,7 @@ class TaskContext:
 class TaskResult:
     image: WorkImage
     info: dict[str, Any] = field(default_factory=dict)
+    unchanged: bool = False  # the source itself (strength 0): the daemon returns the input frame bit for bit
 
 
 class Task:
@@ -67,12 +89,20 @@ class Task:
     def default_model(self, params: dict[str, Any]) -> str | None:
         return None
 
+    def output_scale(self, params: dict[str, Any]) -> int:
+        return 1
+
+    @property
+    def all_params(self) -> tuple[Param, ...]:
+        return self.params + COMMON_PARAMS
+
     def parse_params(self, raw: Any) -> dict[str, Any]:
+        """Every parameter (the task's own and the common ones), validated, with defaults filled in."""
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise BadRequest("'params' must be an object")
-        known = {p.name: p for p in self.params}
+        known = {p.name: p for p in self.all_params}
         unknown = sorted(set(raw) - set(known))
         if unknown:
             names = ", ".join(shown(name, 40) for name in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
@@ -84,11 +114,41 @@ class Task:
             "name": self.name,
             "label": self.label,
             "description": self.description,
-            "params": [p.to_wire() for p in self.params],
-            "default_model": self.default_model({p.name: p.default for p in self.params}),
+            "params": [p.to_wire() for p in self.all_params],
+            "default_model": self.default_model({p.name: p.default for p in self.all_params}),
         }
 
     def run(
         self, ctx: TaskContext, image: WorkImage, mask: np.ndarray | None, params: dict[str, Any]
     ) -> TaskResult:
         raise NotImplementedError
+
+
+def load_for(ctx: TaskContext, name: str) -> tuple[ModelSpec, LoadedModel]:
+    spec = resolve(ctx.model or name)
+    ctx.progress(0.0, "loading model")
+    return spec, ctx.engine.get(spec, ctx.device)
+
+
+def check_restorer(spec: ModelSpec, model: LoadedModel) -> None:
+    """Same-size RGB models only (denoisers, deblurrers); raises BadRequest naming what the model is instead."""
+    if model.scale != 1 or model.input_channels != 3 or model.output_channels != 3:
+        raise BadRequest(f"model {spec.name} is not a same-size RGB restoration model (scale {model.scale}, "
+                         f"{model.input_channels} input and {model.output_channels} output channels)")
+
+
+def run_tiles(ctx: TaskContext, model: LoadedModel, color: np.ndarray, stage: str,
+              condition: float | None = None) -> tuple[np.ndarray, RunInfo]:
+    """The model over the image, tile by tile, with progress from 5 % to 95 % and cancellation between tiles."""
+
+    def on_tile(done: int, total: int) -> None:
+        ctx.check_cancel()
+        ctx.progress(0.05 + 0.9 * done / total, f"{stage} tile {done}/{total}")
+
+    ctx.check_cancel()
+    return ctx.engine.run(model, color, tile=ctx.tile, on_tile=on_tile, condition=condition)
+
+
+def run_info(spec: ModelSpec, run: RunInfo) -> dict[str, Any]:
+    return {"model": spec.name, "device": run.device, "dtype": run.dtype, "tile": run.tile, "tiles": run.tiles,
+            "oom_retries": run.retries}

@@ -1,0 +1,139 @@
+"""Train Retouch's builtin denoiser or deblurrer: a small DRUNet (a U-Net of residual blocks, loadable by spandrel).
+
+DRUNet takes the image plus one conditioning channel. For `denoise` that channel is the noise level (sigma on the
+0..1 scale), as in the original DRUNet, so `--noise-level` steers it and `auto` feeds an estimate. For `sharpen` it
+is a blur hint: 0 = unknown, 0.25 = defocus, 0.5 = camera shake; half the training samples get the true hint and
+half get 0, so the model works blind and better with a hint.
+
+Recipe: random crops of the training photos at 1/2 and 1/3 of their size (downscaling leaves clean, sharp targets),
+flips and rotations, the synthetic degradations of `degradations.py`, L1 loss, Adam, a short warm-up and a cosine
+learning rate over a fixed time budget, bf16 autocast on CPUs that have it. It checkpoints every two minutes and
+resumes, so a stop loses minutes, not the run.
+
+    python training/train_restorer.py --task denoise --minutes 105 \
+        --out daemon/retouch/models/retouch-denoise.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from degradations import BLUR_HINTS, random_blur, random_noise
+from photos import DEFAULT_ROOT, ensure_photos, train_paths
+from retouch.engine.device import cpu_has_bf16
+from safetensors.torch import save_file
+from spandrel.architectures.DRUNet import DRUNet
+from train_upscaler import load_pool, random_crop, save_checkpoint
+
+
+def make_batch(pool, task: str, size: int, batch: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    inputs, targets = [], []
+    for _ in range(batch):
+        clean = random_crop(pool, size, rng)[None]
+        if task == "denoise":
+            degraded, sigma = random_noise(clean, rng)
+            # a little slack around the true level, as an estimate would have
+            level = sigma * (rng.uniform(0.85, 1.15) if rng.random() < 0.3 else 1.0)
+        else:
+            degraded, kind = random_blur(clean, rng)
+            level = BLUR_HINTS[kind] if rng.random() < 0.5 else BLUR_HINTS["auto"]
+        cond = torch.full((1, 1, size, size), float(level))
+        inputs.append(torch.cat([degraded, cond], 1))
+        targets.append(clean)
+    return torch.cat(inputs), torch.cat(targets)
+
+
+def build(nc: list[int], nb: int) -> DRUNet:
+    return DRUNet(in_nc=4, out_nc=3, nc=nc, nb=nb, act_mode="R", downsample_mode="strideconv",
+                  upsample_mode="convtranspose")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=("denoise", "sharpen"), required=True)
+    parser.add_argument("--minutes", type=float, default=90.0, help="training time budget (wall clock)")
+    parser.add_argument("--width", type=int, default=32, help="channels at full resolution (x2, x4, x8 below)")
+    parser.add_argument("--blocks", type=int, default=2, help="residual blocks per level")
+    parser.add_argument("--size", type=int, default=96, help="crop size")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--photos", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default training/runs/TASK)")
+    parser.add_argument("--out", type=Path, required=True, help="final weights (.safetensors, stored as fp16)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    torch.manual_seed(args.seed)
+    run_dir = args.run_dir or Path(__file__).parent / "runs" / args.task
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+
+    pool = load_pool(train_paths(ensure_photos(args.photos)), factors=(2, 3))
+    device = torch.device(args.device)
+    nc = [args.width * m for m in (1, 2, 4, 8)]
+    model = build(nc, args.blocks).to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    step, elapsed = 0, 0.0
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        step, elapsed = ckpt["step"], ckpt["elapsed"]
+        rng.seed(args.seed + step)
+        print(f"resumed at step {step}, {elapsed / 60:.1f} min")
+    budget = args.minutes * 60
+    use_bf16 = device.type == "cuda" or cpu_has_bf16()
+    log = (run_dir / "log.jsonl").open("a")
+    last_ckpt = time.monotonic()
+    start = time.monotonic() - elapsed
+    running = 0.0
+    while elapsed < budget:
+        frac = elapsed / budget
+        warm = min(1.0, (step + 1) / 200)
+        for group in opt.param_groups:
+            group["lr"] = warm * (1e-6 + 0.5 * (args.lr - 1e-6) * (1 + math.cos(math.pi * frac)))
+        x, target = make_batch(pool, args.task, args.size, args.batch, rng)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        target = target.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            out = model(x)
+        loss = F.l1_loss(out.float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+        elapsed = time.monotonic() - start
+        if step % 100 == 0:
+            rec = {"step": step, "minutes": round(elapsed / 60, 2), "l1": round(running, 5),
+                   "lr": opt.param_groups[0]["lr"]}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            print(rec, flush=True)
+        if time.monotonic() - last_ckpt > 120:
+            save_checkpoint(ckpt_path, model, opt, step, elapsed)
+            last_ckpt = time.monotonic()
+    save_checkpoint(ckpt_path, model, opt, step, elapsed)
+    state = {k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"architecture": "DRUNet", "task": args.task, "steps": str(step), "minutes": f"{elapsed / 60:.1f}",
+            "nc": ",".join(map(str, nc)), "nb": str(args.blocks), "batch": str(args.batch), "size": str(args.size),
+            "bf16": str(use_bf16), "device": device.type,
+            "condition": "noise sigma (0..1)" if args.task == "denoise" else json.dumps(BLUR_HINTS)}
+    save_file(state, str(args.out), metadata=meta)
+    print(f"saved {args.out} after {step} steps, {elapsed / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
