@@ -47,6 +47,10 @@ def main() -> None:
     args = parser.parse_args()
     hr_crops = crops(args.size, args.crops, args.seed)
     print(f"{len(hr_crops)} crops of {args.size} px from {len(held_out_paths())} held-out photos")
+    bench_upscale(hr_crops, args.size)
+
+
+def bench_upscale(hr_crops: list[Image.Image], size: int) -> None:
     engines = {"fp32": Engine(device="cpu", precision="fp32"), "bf16": Engine(device="cpu", precision="bf16")}
     for scale in (2, 4):
         spec = resolve(f"retouch-upscale-x{scale}")
@@ -55,7 +59,7 @@ def main() -> None:
         out_mp = 0.0
         for hr_img in hr_crops:
             hr = np.asarray(hr_img)
-            lr_img = hr_img.resize((args.size // scale,) * 2, Image.Resampling.BICUBIC)
+            lr_img = hr_img.resize((size // scale,) * 2, Image.Resampling.BICUBIC)
             for name, method in (("bicubic", Image.Resampling.BICUBIC), ("lanczos", Image.Resampling.LANCZOS)):
                 scores[name].append(psnr_y(np.asarray(lr_img.resize(hr_img.size, method)), hr))
             lr = np.asarray(lr_img).astype(np.float32) / 255.0

@@ -584,7 +584,8 @@ def test_unknown_model(client: Client) -> None:
 
 
 def test_unknown_parameter(client: Client) -> None:
-    expect_error(client, BadRequest, "bad_request", "sharpness", "scale", "strength", params={"scale": 2, "sharpness": 3})
+    expect_error(client, BadRequest, "bad_request", "sharpness", "scale", "strength",
+                 params={"scale": 2, "sharpness": 3})
 
 
 def test_strength_out_of_range(client: Client) -> None:

@@ -270,7 +270,11 @@ def _param_line(p: dict[str, Any]) -> str:
         values = ("auto|" if p["allow_auto"] else "") + f"{p['minimum']:g}..{p['maximum']:g}"
     else:
         values = p["kind"]
-    return f"    --{p['name'].replace('_', '-'):20} {values:24} default {p['default']}: {p['help']}"
+    flag = "--" + p["name"].replace("_", "-")
+    if p["kind"] == "bool":  # store-true flags for False defaults, --no-X for True defaults
+        flag, values = (f"--no-{flag[2:]}", "") if p["default"] else (flag, "")
+        return f"    {flag:22} {values:24} {p['help']}"
+    return f"    {flag:22} {values:24} default {p['default']}: {p['help']}"
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:

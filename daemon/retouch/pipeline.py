@@ -5,7 +5,8 @@
 
 The colour fix takes its reference from the task's input (after pre-processing, so it does not undo a white
 balance the user asked for); strength and the selection blend with the untouched source, resized to the output
-for upscaling. Strength 0 skips the model: a same-size job then returns the source frame bit for bit.
+for upscaling. Strength 0 skips everything (model, pre-processing, grain): a same-size job then returns the source
+frame bit for bit, an upscale the bicubic enlargement.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def _at_size(x: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarray | None,
                  params: dict[str, Any]) -> TaskResult:
+    task.validate(ctx, params)
     strength = params["strength"]
     if strength == 0.0:
         return _source_only(task, image, params)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 PATCH = 7
-MAX_PATCHES = 60_000
+MAX_PATCHES = 30_000
 
 
 def _patches(color: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -21,7 +21,7 @@ def _patches(color: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     dy, dx = np.mgrid[0:PATCH, 0:PATCH]
     rows = ys[:, None, None] + dy[None]
     cols = xs[:, None, None] + dx[None]
-    return color[rows, cols].reshape(MAX_PATCHES, -1).astype(np.float64)
+    return color[rows, cols].reshape(MAX_PATCHES, -1).astype(np.float32)
 
 
 def estimate_sigma(color: np.ndarray, seed: int = 0) -> float:
@@ -30,7 +30,7 @@ def estimate_sigma(color: np.ndarray, seed: int = 0) -> float:
         return 0.0
     x = _patches(color, np.random.default_rng(seed))
     x -= x.mean(axis=0, keepdims=True)
-    eig = np.sort(np.linalg.eigvalsh(x.T @ x / len(x)))
+    eig = np.sort(np.linalg.eigvalsh((x.T @ x).astype(np.float64) / len(x)))
     eig = np.clip(eig, 0.0, None)
     for n in range(len(eig), 0, -1):
         tail = eig[:n]

@@ -1,8 +1,11 @@
 """Pre-processing: automatic exposure and white balance, in linear light.
 
-Exposure: the gain that brings the log-average luminance to middle grey (0.18 linear), limited to +-3 EV. When
-brightening, a soft shoulder above 80 % compresses the highlights so that no value clips that was not clipped
-before (the brightest possible value still maps to exactly 1).
+Exposure: read from the luminance histogram. When the highlights have room (the 99.5th percentile of luminance is
+below the white point 0.92), the image is brightened until they reach it, but never past 1 EV above the gain that
+brings the log-average luminance to middle grey (0.18), so a dark scene stays a dark scene. When the highlights
+are already at the top, the image is only darkened, and only when its log-average sits more than 0.5 EV above
+middle grey. Limited to +-3 EV. A soft shoulder above 80 % compresses what lands near the top, so no value clips
+that was not clipped before (the brightest possible value still maps to exactly 1).
 
 White balance: the illuminant is estimated with a Minkowski norm over pixels that are neither clipped nor nearly
 black (shades of grey, p = 6: between grey-world, p = 1, and white-patch, p = infinity); each channel is divided by
@@ -17,7 +20,9 @@ import numpy as np
 from ..pixels import linear_to_srgb, srgb_to_linear
 
 MIDDLE_GREY = 0.18
+WHITE_POINT = 0.92
 MAX_EV = 3.0
+MAX_WB_ANGLE = 20.0  # degrees: a stronger "cast" is more likely the scene's own colour (a dune, a sunset)
 SHOULDER = 0.8
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 WB_METHODS = ("gray_world", "shades_of_gray", "white_patch", "gray_edge")
@@ -44,10 +49,13 @@ def apply_gains(color: np.ndarray, gains: np.ndarray) -> np.ndarray:
 
 
 def exposure_ev(color: np.ndarray) -> float:
-    """The exposure correction, in EV, that brings the log-average luminance to middle grey."""
+    """The exposure correction in EV (see the module's docstring)."""
     y = srgb_to_linear(color) @ LUMA
     key = float(np.exp(np.mean(np.log(np.clip(y, 1e-4, None)))))
-    return float(np.clip(np.log2(MIDDLE_GREY / key), -MAX_EV, MAX_EV))
+    ev_key = np.log2(MIDDLE_GREY / key)
+    ev_white = np.log2(WHITE_POINT / max(float(np.percentile(y, 99.5)), 1e-4))
+    ev = max(0.0, min(ev_white, ev_key + 1.0)) if ev_white > 0 else min(0.0, ev_key + 0.5)
+    return float(np.clip(ev, -MAX_EV, MAX_EV))
 
 
 def _usable(lin: np.ndarray) -> np.ndarray:
@@ -74,7 +82,19 @@ def estimate_illuminant(color: np.ndarray, method: str = "shades_of_gray") -> np
     px = px.astype(np.float64)
     est = np.percentile(px, 99, axis=0) if p == 0.0 else np.mean(px**p, axis=0) ** (1 / p)
     est = np.maximum(est, 1e-6)
-    return est / np.linalg.norm(est)
+    return _limit_angle(est / np.linalg.norm(est), MAX_WB_ANGLE)
+
+
+def _limit_angle(illum: np.ndarray, max_deg: float) -> np.ndarray:
+    """Move `illum` towards neutral until it is at most `max_deg` away from it (unit vectors, great circle)."""
+    neutral = np.ones(3) / np.sqrt(3)
+    angle = np.arccos(np.clip(illum @ neutral, -1.0, 1.0))
+    limit = np.radians(max_deg)
+    if angle <= limit:
+        return illum
+    t = limit / angle
+    out = (np.sin((1 - t) * angle) * neutral + np.sin(t * angle) * illum) / np.sin(angle)
+    return out / np.linalg.norm(out)
 
 
 def white_balance_gains(color: np.ndarray, method: str = "shades_of_gray") -> np.ndarray:

@@ -52,7 +52,7 @@ class Param:
 COMMON_PARAMS = (
     Param("auto_exposure", "bool", False, "correct exposure from the luminance histogram first", group="pre"),
     Param("auto_white_balance", "bool", False, "neutralise a colour cast first", group="pre"),
-    Param("strength", "float", 1.0, "blend with the source: 0 = source unchanged, 1 = full result",
+    Param("strength", "float", 1.0, "blend with the source: 0 = source unchanged (nothing else runs), 1 = full result",
           minimum=0.0, maximum=1.0, group="post"),
     Param("grain", "float", 0.0, "film-like grain added to the result (0 = none)", minimum=0.0, maximum=1.0,
           group="post"),
@@ -117,6 +117,9 @@ class Task:
             "params": [p.to_wire() for p in self.all_params],
             "default_model": self.default_model({p.name: p.default for p in self.all_params}),
         }
+
+    def validate(self, ctx: TaskContext, params: dict[str, Any]) -> None:
+        """Checks that need more than one parameter (or the job's model); raises BadRequest. Runs for every job."""
 
     def run(
         self, ctx: TaskContext, image: WorkImage, mask: np.ndarray | None, params: dict[str, Any]

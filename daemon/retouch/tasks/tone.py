@@ -22,11 +22,13 @@ class Tone(Task):
         Param("white_balance", "bool", True, "neutralise the colour cast"),
     )
 
-    def run(self, ctx: TaskContext, image: WorkImage, mask: np.ndarray | None, params: dict[str, Any]) -> TaskResult:
+    def validate(self, ctx: TaskContext, params: dict[str, Any]) -> None:
         if ctx.model:
             raise BadRequest("task 'tone' uses no model; leave 'model' out")
         if not (params["exposure"] or params["white_balance"]):
             raise BadRequest("task 'tone' with exposure and white_balance both off has nothing to do")
+
+    def run(self, ctx: TaskContext, image: WorkImage, mask: np.ndarray | None, params: dict[str, Any]) -> TaskResult:
         ctx.progress(0.1, "analysing tone")
         color, info = auto_tone(image.color, params["exposure"], params["white_balance"])
         ctx.progress(1.0, "done")

@@ -1,0 +1,294 @@
+"""Quality of every task against the classical baselines, on held-out photos only, measured side by side.
+
+- denoise: Gaussian noise sigma = 25 (0..255 scale), clipped; ours (sigma given, and auto) vs CBM3D (`bm3d`, given
+  the true sigma) and OpenCV fastNlMeansDenoisingColored (its best h of a sweep on this very set, which favours it).
+- sharpen: Gaussian blur sigma = 1.6 and random camera-shake kernels of 5-15 px, each plus noise sigma = 2; ours
+  (blind and with the blur hint) vs an unsharp mask and a Wiener deconvolution that knows the kernel (both with the
+  best setting of a sweep on this very set).
+- tone: white balance angular error (degrees) of each estimator on photos with synthetic colour casts; exposure
+  error (EV) after auto exposure on photos shifted by -2..+1 EV, and the pixels it newly clips.
+- post: colour drift (mean CIELAB Delta E against the source) with colour fix none / wavelet / adain.
+- upscale: the figures of `quality_upscale.py` (its own crops, at full size: see there).
+Crops: 256 px, 6 per held-out photo at half size (seeded). PSNR on RGB with a 10 px border cropped, SSIM from
+scikit-image; seconds per megapixel on this CPU with `torch.get_num_threads()` threads.
+
+    pip install -e ".[bench]" && python benchmarks/quality.py [--only upscale,denoise,sharpen,tone,post] [--crops 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "training"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from degradations import blur, gaussian_kernel, motion_kernel  # noqa: E402
+from photos import ensure_photos, held_out_paths  # noqa: E402
+from retouch.engine import Engine  # noqa: E402
+from retouch.engine.registry import resolve  # noqa: E402
+from retouch.ops import tone  # noqa: E402
+from retouch.ops.colorfix import color_fix  # noqa: E402
+from retouch.ops.noise import estimate_sigma  # noqa: E402
+from retouch.pixels import linear_to_srgb, srgb_to_linear  # noqa: E402
+from retouch.tasks.sharpen import BLUR_HINTS  # noqa: E402
+
+BORDER = 10
+
+
+def held_out_images(factor: int = 2) -> list[np.ndarray]:
+    out = []
+    for path in held_out_paths(ensure_photos()):
+        img = Image.open(path).convert("RGB")
+        img = img.resize((img.width // factor, img.height // factor), Image.Resampling.LANCZOS)
+        out.append(np.asarray(img).astype(np.float32) / 255.0)
+    return out
+
+
+def crops(images: list[np.ndarray], size: int, per_photo: int, seed: int) -> list[np.ndarray]:
+    rng = random.Random(seed)
+    out = []
+    for img in images:
+        for _ in range(per_photo):
+            y, x = rng.randrange(img.shape[0] - size), rng.randrange(img.shape[1] - size)
+            out.append(np.ascontiguousarray(img[y : y + size, x : x + size]))
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a[BORDER:-BORDER, BORDER:-BORDER], b[BORDER:-BORDER, BORDER:-BORDER]
+    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - b) ** 2))
+    return 10 * np.log10(1.0 / max(mse, 1e-12))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    a, b = a[BORDER:-BORDER, BORDER:-BORDER], b[BORDER:-BORDER, BORDER:-BORDER]
+    return float(structural_similarity(np.clip(a, 0, 1), b, channel_axis=2, data_range=1.0))
+
+
+class Table:
+    """Rows of (method, mean PSNR, mean SSIM, seconds per MP), printed together."""
+
+    def __init__(self, title: str, clean: list[np.ndarray]) -> None:
+        self.title, self.clean, self.rows = title, clean, []
+        self.mp = sum(c.shape[0] * c.shape[1] for c in clean) / 1e6
+
+    def add(self, name: str, fn: Callable[[int], np.ndarray]) -> float:
+        outs, seconds = [], 0.0
+        for i in range(len(self.clean)):
+            t = time.perf_counter()
+            outs.append(fn(i))
+            seconds += time.perf_counter() - t
+        p = float(np.mean([psnr(o, c) for o, c in zip(outs, self.clean, strict=True)]))
+        s = float(np.mean([ssim(o, c) for o, c in zip(outs, self.clean, strict=True)]))
+        self.rows.append((name, p, s, seconds / self.mp))
+        return p
+
+    def best_of(self, name: str, settings: dict[str, Callable[[int], np.ndarray]]) -> None:
+        """Add the setting with the best PSNR on this set (a generous baseline), named with its setting."""
+        scored = []
+        for label, fn in settings.items():
+            outs = [fn(i) for i in range(len(self.clean))]
+            scored.append((np.mean([psnr(o, c) for o, c in zip(outs, self.clean, strict=True)]), label, fn))
+        _, label, fn = max(scored, key=lambda s: s[0])
+        self.add(f"{name} ({label})", fn)
+
+    def print(self) -> None:
+        print(f"\n{self.title}  [{len(self.clean)} crops, {self.mp:.2f} MP]")
+        print(f"  {'method':44} {'PSNR dB':>8} {'SSIM':>7} {'s/MP':>9}")
+        for name, p, s, spm in self.rows:
+            print(f"  {name:44} {p:8.2f} {s:7.4f} {spm:9.2f}")
+
+
+def model_fn(engine: Engine, name: str, inputs: list[np.ndarray], condition: Callable[[int], float | None]):
+    model = engine.get(resolve(name))
+    return lambda i: engine.run(model, inputs[i], condition=condition(i))[0]
+
+
+# ---- denoise ------------------------------------------------------------------------------------------------------
+def bench_denoise(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
+    import bm3d
+
+    sigma = 25 / 255
+    gen = np.random.default_rng(25)
+    noisy = [np.clip(c + gen.normal(0, sigma, c.shape), 0, 1).astype(np.float32) for c in clean]
+    table = Table("denoise: Gaussian noise sigma = 25, clipped", clean)
+    table.add("noisy input", lambda i: noisy[i])
+    noisy8 = [np.rint(n * 255).astype(np.uint8) for n in noisy]
+
+    def nlm(h: int) -> Callable[[int], np.ndarray]:
+        return lambda i: cv2.fastNlMeansDenoisingColored(noisy8[i], None, h, h, 7, 21).astype(np.float32) / 255
+
+    table.best_of("OpenCV fastNlMeansDenoisingColored", {f"h={h}": nlm(h) for h in (10, 15, 20, 25)})
+    table.add("CBM3D (bm3d_rgb, true sigma)", lambda i: np.asarray(bm3d.bm3d_rgb(noisy[i], sigma), np.float32))
+    for prec, engine in engines.items():
+        table.add(f"retouch-denoise {prec}, sigma given", model_fn(engine, "retouch-denoise", noisy, lambda i: sigma))
+    est = [estimate_sigma(n) for n in noisy]
+    table.add("retouch-denoise fp32, auto (estimate + run)",
+              lambda i: model_fn(engines["fp32"], "retouch-denoise", noisy, lambda j: estimate_sigma(noisy[j]))(i))
+    table.print()
+    print(f"  noise estimate on these crops: mean {np.mean(est) * 255:.2f}, min {min(est) * 255:.2f}, "
+          f"max {max(est) * 255:.2f} (true 25)")
+    ours = next(r for r in table.rows if r[0].startswith("retouch-denoise fp32, sigma"))
+    cbm3d = next(r for r in table.rows if r[0].startswith("CBM3D"))
+    print(f"  ours fp32 vs CBM3D: {ours[1] - cbm3d[1]:+.2f} dB, time {ours[3] / cbm3d[3]:.3f}x of CBM3D's")
+
+
+# ---- sharpen ------------------------------------------------------------------------------------------------------
+def wiener(y: np.ndarray, kernel: np.ndarray, nsr: float) -> np.ndarray:
+    """Wiener deconvolution with a known kernel (FFT, reflect-padded so the borders do not wrap)."""
+    r = kernel.shape[0]
+    yp = np.pad(y, ((r, r), (r, r), (0, 0)), mode="reflect")
+    h, w = yp.shape[:2]
+    k = np.zeros((h, w), np.float64)
+    k[: kernel.shape[0], : kernel.shape[1]] = kernel
+    k = np.roll(k, (-(kernel.shape[0] // 2), -(kernel.shape[1] // 2)), axis=(0, 1))
+    kf = np.fft.rfft2(k)
+    g = np.conj(kf) / (np.abs(kf) ** 2 + nsr)
+    out = np.stack([np.fft.irfft2(np.fft.rfft2(yp[:, :, c]) * g, s=(h, w)) for c in range(3)], axis=2)
+    return out[r:-r, r:-r].astype(np.float32)
+
+
+def unsharp(y: np.ndarray, radius: float, amount: float) -> np.ndarray:
+    return y + amount * (y - cv2.GaussianBlur(y, (0, 0), radius))
+
+
+def bench_sharpen(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
+    rng = random.Random(16)
+    gen = np.random.default_rng(2)
+    for kind in ("defocus", "motion"):
+        if kind == "defocus":
+            kernels = [gaussian_kernel(1.6)] * len(clean)
+            title = "sharpen: Gaussian blur sigma = 1.6 + noise sigma = 2"
+        else:
+            kernels = [motion_kernel(rng.uniform(5, 15), rng) for _ in clean]
+            title = "sharpen: camera shake 5-15 px + noise sigma = 2"
+        blurred = []
+        for c, k in zip(clean, kernels, strict=True):
+            b = blur(torch.from_numpy(c).permute(2, 0, 1)[None], k)[0].permute(1, 2, 0).numpy()
+            blurred.append(np.clip(b + gen.normal(0, 2 / 255, b.shape), 0, 1).astype(np.float32))
+        sharpen_table(title, kind, clean, blurred, kernels, engines)
+
+
+def sharpen_table(title: str, kind: str, clean: list[np.ndarray], blurred: list[np.ndarray],
+                  kernels: list[np.ndarray], engines: dict[str, Engine]) -> None:
+    table = Table(title, clean)
+    table.add("blurred input", lambda i: blurred[i])
+    table.best_of("unsharp mask", {f"r={r}, a={a}": (lambda i, r=r, a=a: unsharp(blurred[i], r, a))
+                                   for r in (1.0, 2.0, 3.0) for a in (0.5, 1.0, 1.5, 2.5)})
+    table.best_of("Wiener, true kernel", {f"nsr={n}": (lambda i, n=n: wiener(blurred[i], kernels[i], n))
+                                          for n in (1e-3, 3e-3, 1e-2, 3e-2)})
+    for prec, engine in engines.items():
+        table.add(f"retouch-sharpen {prec}, blind",
+                  model_fn(engine, "retouch-sharpen", blurred, lambda i: BLUR_HINTS["auto"]))
+    table.add(f"retouch-sharpen fp32, --blur {kind}",
+              model_fn(engines["fp32"], "retouch-sharpen", blurred, lambda i: BLUR_HINTS[kind]))
+    table.print()
+    base = table.rows[0][1]
+    ours = next(r for r in table.rows if r[0] == "retouch-sharpen fp32, blind")
+    print(f"  ours blind fp32 gain over the blurred input: {ours[1] - base:+.2f} dB")
+
+
+# ---- tone ---------------------------------------------------------------------------------------------------------
+def bench_tone(photos: list[np.ndarray]) -> None:
+    small = [cv2.resize(p, (p.shape[1] // 2, p.shape[0] // 2), interpolation=cv2.INTER_AREA) for p in photos]
+    rng = np.random.default_rng(7)
+    errors: dict[str, list[float]] = {"no correction": [], **{m: [] for m in tone.WB_METHODS}}
+    for p in small:
+        lin = srgb_to_linear(p)
+        for _ in range(6):
+            cast = np.exp(rng.uniform(np.log(0.6), np.log(1.6), 3))
+            cast /= np.linalg.norm(cast)
+            casted = linear_to_srgb(np.clip(lin * cast / cast.max(), 0, 1))
+            errors["no correction"].append(tone.angular_error(cast, np.ones(3)))
+            for m in tone.WB_METHODS:
+                errors[m].append(tone.angular_error(tone.estimate_illuminant(casted, m), cast))
+    print(f"\ntone: white balance, {len(errors['no correction'])} synthetic casts on {len(small)} held-out photos")
+    print(f"  {'estimator':20} {'mean deg':>9} {'median':>7} {'worst':>7}")
+    for name, e in errors.items():
+        print(f"  {name:20} {np.mean(e):9.2f} {np.median(e):7.2f} {np.max(e):7.2f}")
+    print("  on the originals (their own light, not necessarily neutral), shades of grey moves them by "
+          + ", ".join(f"{tone.angular_error(tone.estimate_illuminant(p), np.ones(3)):.1f}" for p in small) + " deg")
+
+    print("\ntone: auto exposure (EV error = log2 of median luminance after / original; new clipping in %)")
+    lum = tone.LUMA
+    for shift in (-2.0, -1.0, 1.0):
+        errs, clipped = [], []
+        for p in small:
+            lin = srgb_to_linear(p)
+            shifted = linear_to_srgb(np.clip(lin * 2.0**shift, 0, 1))
+            out, _ = tone.auto_tone(shifted, exposure=True, white_balance=False)
+            errs.append(np.log2(np.median(srgb_to_linear(out) @ lum) / np.median(lin @ lum)))
+            was = shifted.max(axis=2) >= 254.5 / 255
+            clipped.append(100 * float(np.mean((out.max(axis=2) >= 254.5 / 255) & ~was)))
+        print(f"  shift {shift:+.0f} EV: error after auto exposure mean {np.mean(np.abs(errs)):.2f} EV "
+              f"(worst {np.max(np.abs(errs)):.2f}), newly clipped {np.mean(clipped):.3f} %")
+    own = [tone.exposure_ev(p) for p in small]
+    print("  correction it applies to the untouched originals: " + ", ".join(f"{e:+.2f}" for e in own) + " EV")
+
+
+# ---- post ---------------------------------------------------------------------------------------------------------
+def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:
+    la = cv2.cvtColor(np.clip(a, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab).reshape(-1, 3).mean(0)
+    lb = cv2.cvtColor(np.clip(b, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab).reshape(-1, 3).mean(0)
+    return float(np.linalg.norm(la - lb))
+
+
+def bench_post(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
+    engine = engines["fp32"]
+    model = engine.get(resolve("retouch-upscale-x4"))
+    print("\npost: colour fix on x4 upscales of the crops (drift = mean CIELAB Delta E vs the bicubic source)")
+    for method in ("none", "wavelet", "adain"):
+        drift, gains = [], []
+        for c in clean:
+            lr = cv2.resize(c, (c.shape[1] // 4, c.shape[0] // 4), interpolation=cv2.INTER_AREA)
+            ref = cv2.resize(lr, (c.shape[1], c.shape[0]), interpolation=cv2.INTER_CUBIC)
+            out = color_fix(engine.run(model, lr)[0], ref, method)
+            drift.append(mean_delta_e(out, ref))
+            gains.append(psnr(out, c) - psnr(ref, c))
+        print(f"  {method:8} drift mean {np.mean(drift):.3f} worst {np.max(drift):.3f} | "
+              f"PSNR gain over bicubic {np.mean(gains):+.2f} dB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="upscale,denoise,sharpen,tone,post")
+    parser.add_argument("--crops", type=int, default=6, help="crops per held-out photo")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=2)
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    photos = held_out_images()
+    clean = crops(photos, args.size, args.crops, args.seed)
+    engines = {"fp32": Engine(device="cpu", precision="fp32"), "bf16": Engine(device="cpu", precision="bf16")}
+    print(f"held-out photos: {len(photos)}, crops: {len(clean)} x {args.size} px, torch threads "
+          f"{torch.get_num_threads()}")
+    if "upscale" in only:
+        import quality_upscale
+
+        print("\nupscale (quality_upscale.py: 8 full-size crops per held-out photo, seed 1)")
+        quality_upscale.bench_upscale(quality_upscale.crops(args.size, 8, 1), args.size)
+    if "denoise" in only:
+        bench_denoise(clean, engines)
+    if "sharpen" in only:
+        bench_sharpen(clean, engines)
+    if "tone" in only:
+        bench_tone(photos)
+    if "post" in only:
+        bench_post(clean, engines)
+
+
+if __name__ == "__main__":
+    main()
