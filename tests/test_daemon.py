@@ -228,7 +228,8 @@ def test_tasks_payload(client: Client) -> None:
     assert up["default_model"] == "retouch-upscale-x2"
     assert up["label"] and up["description"]
     own = [p for p in up["params"] if p["group"] == "task"]
-    (scale,) = own
+    scale, ensemble = own
+    assert ensemble["name"] == "ensemble" and ensemble["kind"] == "bool" and ensemble["default"] is False
     assert scale["name"] == "scale"
     assert scale["kind"] == "int"
     assert scale["default"] == 2

@@ -529,3 +529,70 @@ def test_strided_frames_decode(dtype: str, order: str) -> None:
     assert len(out) == row * h
     if dtype in ("u8", "u16"):
         assert out == arr.tobytes()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# conditioned models (an extra input channel: the denoiser's noise level, the sharpener's blur hint)
+
+
+def test_builtin_restorers_declare_their_condition(engine: Engine) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETOUCH_MODELS_DIR", "/nonexistent")
+        denoise = engine.get(registry.resolve("retouch-denoise"))
+        sharpen = engine.get(registry.resolve("retouch-sharpen"))
+    assert (denoise.architecture, denoise.condition) == ("DRUNet", "noise_sigma")
+    assert sharpen.condition == "blur_hint"
+    for model in (denoise, sharpen):  # the extra channel is the engine's business: RGB in, RGB out
+        assert (model.scale, model.input_channels, model.output_channels) == (1, 3, 3)
+
+
+def test_condition_reaches_the_model_and_tiles_agree(engine: Engine) -> None:
+    """Different noise levels give different outputs; the tiled path equals the untiled one for each (the channel is
+    filled per tile, with the same value)."""
+    model = engine.get(registry.resolve("retouch-denoise"))
+    rng = np.random.default_rng(0)
+    img = np.clip(gradient(150, 190) + rng.normal(0, 0.08, (150, 190, 3)), 0, 1).astype(np.float32)
+    low, _ = engine.run(model, img, tile=512, condition=2 / 255)
+    high, _ = engine.run(model, img, tile=512, condition=40 / 255)
+    assert low.shape == high.shape == img.shape
+    assert np.abs(low - high).mean() > 0.005
+    tiled, info = engine.run(model, img, tile=128, condition=40 / 255)
+    assert info.tiles > 1
+    diff = np.abs(tiled - high)
+    assert diff.mean() < 0.5 / 255 and np.percentile(diff, 99) < 3 / 255, (diff.mean() * 255, diff.max() * 255)
+
+
+def test_conditioned_compact_from_a_spec(tmp_path: Path) -> None:
+    """A Compact with 4 channels in and out serves as an RGB model plus a condition when its spec says so, and as a
+    4-channel model when it does not."""
+    from safetensors.torch import save_file
+    from spandrel.architectures.Compact import Compact
+
+    net = Compact(num_in_ch=4, num_out_ch=4, num_feat=8, num_conv=2, upscale=1)
+    path = tmp_path / "hinted.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    plain = loader.load_model(path, torch.device("cpu"))
+    assert (plain.input_channels, plain.output_channels, plain.condition) == (4, 4, None)
+    hinted = loader.load_model(path, torch.device("cpu"), condition="blur_hint")
+    assert (hinted.input_channels, hinted.output_channels, hinted.condition) == (3, 3, "blur_hint")
+    img = gradient(40, 56)
+    a, b = hinted(img, 0.0), hinted(img, 0.5)
+    assert a.shape == b.shape == img.shape
+    assert not np.allclose(a, b)
+    assert np.array_equal(hinted(img), a)  # no condition given: the neutral 0
+
+
+def test_self_ensemble_of_a_symmetric_model_is_the_model(engine: Engine) -> None:
+    """Nearest-neighbour x2 commutes with flips and turns, so its 8-way ensemble equals one pass; a real model's
+    ensemble differs from one pass but stays close (a mean of eight good answers)."""
+    from retouch.engine import _self_ensemble
+
+    img = gradient(40, 56)
+    np.testing.assert_allclose(_self_ensemble(nearest2)(img), nearest2(img), atol=1e-6)
+    model = engine.get(registry.resolve("retouch-upscale-x2"))
+    rng = np.random.default_rng(1)
+    noisy = np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1).astype(np.float32)
+    one, _ = engine.run(model, noisy)
+    eight, _ = engine.run(model, noisy, ensemble=True)
+    assert eight.shape == one.shape
+    assert 0 < np.abs(eight - one).mean() < 0.02

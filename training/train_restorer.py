@@ -29,6 +29,7 @@ from degradations import BLUR_HINTS, random_blur, random_noise
 from photos import DEFAULT_ROOT, ensure_photos, train_paths
 from retouch.engine.device import cpu_has_bf16
 from safetensors.torch import save_file
+from spandrel.architectures.Compact import Compact
 from spandrel.architectures.DRUNet import DRUNet
 from train_upscaler import load_pool, random_crop, save_checkpoint
 
@@ -50,17 +51,46 @@ def make_batch(pool, task: str, size: int, batch: int, rng: random.Random) -> tu
     return torch.cat(inputs), torch.cat(targets)
 
 
-def build(nc: list[int], nb: int) -> DRUNet:
-    return DRUNet(in_nc=4, out_nc=3, nc=nc, nb=nb, act_mode="R", downsample_mode="strideconv",
+def build(arch: str, width: int, depth: int) -> torch.nn.Module:
+    """`drunet`: a 4-level U-Net (width x1, x2, x4, x8 channels, `depth` residual blocks a level); its 4th input
+    channel is the conditioning. `compact`: SRVGGNetCompact at scale 1 (`depth` convs of `width` features, all at
+    full resolution, plus a global residual), 4 channels in and out: RGB + the conditioning channel in, RGB + an
+    ignored channel out (the residual connection needs as many outputs as inputs)."""
+    if arch == "compact":
+        return Compact(num_in_ch=4, num_out_ch=4, num_feat=width, num_conv=depth, upscale=1)
+    nc = [width * m for m in (1, 2, 4, 8)]
+    return DRUNet(in_nc=4, out_nc=3, nc=nc, nb=depth, act_mode="R", downsample_mode="strideconv",
                   upsample_mode="convtranspose")
+
+
+def init_from_upscaler(model: torch.nn.Module, path: Path) -> None:
+    """Start a scale-1 Compact from a Compact x2 upscaler: the body as it is, the conditioning input at zero, and
+    the output conv reduced to the pixel-shuffle's top-left sub-pixel of each colour (a sharpening residual)."""
+    from safetensors.torch import load_file
+
+    src = load_file(str(path))
+    dst = model.state_dict()
+    last = max(int(k.split(".")[1]) for k in src if k.startswith("body."))
+    for key, value in src.items():
+        target = dst[key]
+        if key == "body.0.weight":  # (feat, 3, 3, 3) -> (feat, 4, 3, 3)
+            target.zero_()
+            target[:, :3] = value
+        elif key.startswith(f"body.{last}."):  # (3 * 4, ...) -> (4, ...)
+            target.zero_()
+            target[:3] = value[0::4]
+        else:
+            target.copy_(value)
+    model.load_state_dict(dst)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("denoise", "sharpen"), required=True)
     parser.add_argument("--minutes", type=float, default=90.0, help="training time budget (wall clock)")
-    parser.add_argument("--width", type=int, default=32, help="channels at full resolution (x2, x4, x8 below)")
-    parser.add_argument("--blocks", type=int, default=2, help="residual blocks per level")
+    parser.add_argument("--arch", choices=("drunet", "compact"), default="drunet")
+    parser.add_argument("--width", type=int, default=32, help="channels at full resolution")
+    parser.add_argument("--depth", type=int, default=2, help="drunet: residual blocks per level; compact: convs")
     parser.add_argument("--size", type=int, default=96, help="crop size")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -70,6 +100,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default training/runs/TASK)")
     parser.add_argument("--out", type=Path, required=True, help="final weights (.safetensors, stored as fp16)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", type=Path, help="compact: start from a Compact x2 upscaler's weights")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -81,8 +112,9 @@ def main() -> None:
 
     pool = load_pool(train_paths(ensure_photos(args.photos)), factors=(2, 3))
     device = torch.device(args.device)
-    nc = [args.width * m for m in (1, 2, 4, 8)]
-    model = build(nc, args.blocks).to(device).to(memory_format=torch.channels_last)
+    model = build(args.arch, args.width, args.depth).to(device).to(memory_format=torch.channels_last)
+    if args.init_from and not ckpt_path.exists():
+        init_from_upscaler(model, args.init_from)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
     step, elapsed = 0, 0.0
     if ckpt_path.exists():
@@ -108,7 +140,7 @@ def main() -> None:
         target = target.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = model(x)
-        loss = F.l1_loss(out.float(), target)
+        loss = F.l1_loss(out[:, :3].float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -127,10 +159,10 @@ def main() -> None:
     save_checkpoint(ckpt_path, model, opt, step, elapsed)
     state = {k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"architecture": "DRUNet", "task": args.task, "steps": str(step), "minutes": f"{elapsed / 60:.1f}",
-            "nc": ",".join(map(str, nc)), "nb": str(args.blocks), "batch": str(args.batch), "size": str(args.size),
-            "bf16": str(use_bf16), "device": device.type,
-            "condition": "noise sigma (0..1)" if args.task == "denoise" else json.dumps(BLUR_HINTS)}
+    condition = "noise sigma (0..1)" if args.task == "denoise" else json.dumps(BLUR_HINTS)
+    meta = {"architecture": args.arch, "task": args.task, "steps": str(step), "minutes": f"{elapsed / 60:.1f}",
+            "width": str(args.width), "depth": str(args.depth), "batch": str(args.batch), "size": str(args.size),
+            "bf16": str(use_bf16), "device": device.type, "condition": condition}
     save_file(state, str(args.out), metadata=meta)
     print(f"saved {args.out} after {step} steps, {elapsed / 60:.1f} min")
 

@@ -74,7 +74,7 @@ class Engine:
                 model = self._cache.get(key)
             if model is None:
                 log.info("loading %s on %s", spec.path.name, device)
-                model = load_model(spec.path, device, self.precision)
+                model = load_model(spec.path, device, self.precision, spec.condition)
                 self.loads += 1
             with self._cache_lock:
                 self._cache[key] = model
@@ -101,18 +101,22 @@ class Engine:
         on_tile: Callable[[int, int], None] | None = None,
         overlap: int = 32,
         condition: float | None = None,
+        ensemble: bool = False,
     ) -> tuple[np.ndarray, RunInfo]:
         """Run `model` over an H x W x 3 float32 image, tiled; halve the tile on out-of-memory, then fall back to
         CPU. Cancellation and progress come through `on_tile`, which may raise. `condition` feeds the extra input
-        channel of conditioned models (the noise level of a DRUNet denoiser)."""
+        channel of conditioned models (the noise level of a DRUNet denoiser). `ensemble` averages the model over the
+        eight flips and quarter turns of each tile (8x the time; cleaner, the classic self-ensemble)."""
         tile = tile or self.default_tile(model)
         retries = 0
         while True:
             fn = _with_condition(model, condition)
+            if ensemble:
+                fn = _self_ensemble(fn)
             if self.fault_oom_above:
                 fn = _failing_above(fn, self.fault_oom_above)
             try:
-                out = run_tiled(image, fn, model.scale, tile, overlap=overlap, on_tile=on_tile)
+                out = run_tiled(image, fn, model.scale, tile, overlap=overlap, pad=model.context, on_tile=on_tile)
                 tiles = _tile_count(image, tile, overlap)
                 return out, RunInfo(model.path.stem, model.device_name, model.dtype, tile, tiles, retries)
             except Exception as exc:
@@ -128,7 +132,8 @@ class Engine:
                 if model.device.type == "cuda":
                     log.warning("out of memory on the GPU at the smallest tile, falling back to CPU")
                     # a CPU copy of its own: the cached GPU model stays on the GPU for later jobs
-                    model = self.get(ModelSpec(model.path.stem, model.path, False), torch.device("cpu"))
+                    spec = ModelSpec(model.path.stem, model.path, False, condition=model.condition)
+                    model = self.get(spec, torch.device("cpu"))
                     tile = self.default_tile(model)
                     continue
                 raise
@@ -140,6 +145,23 @@ def _tile_count(image: np.ndarray, tile: int, overlap: int) -> int:
 
 def _with_condition(model: LoadedModel, condition: float | None) -> Callable[[np.ndarray], np.ndarray]:
     return model if condition is None else lambda tile: model(tile, condition)
+
+
+def _self_ensemble(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """The mean of fn over the 8 symmetries of the square (each output turned back)."""
+
+    def run(tile: np.ndarray) -> np.ndarray:
+        acc = None
+        for flip in (False, True):
+            base = tile[:, ::-1] if flip else tile
+            for k in range(4):
+                out = np.rot90(fn(np.ascontiguousarray(np.rot90(base, k))), -k)
+                out = out[:, ::-1] if flip else out
+                acc = out.astype(np.float32) if acc is None else acc + out
+        assert acc is not None
+        return acc / 8
+
+    return run
 
 
 def _failing_above(fn: Callable[[np.ndarray], np.ndarray], limit: int) -> Callable[[np.ndarray], np.ndarray]:

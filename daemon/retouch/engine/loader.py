@@ -32,10 +32,20 @@ class LoadedModel:
     device: torch.device
     dtype: str
     size_multiple: int = 1
-    conditioned: bool = False  # takes one extra input channel (a noise level or a hint), as DRUNet does
+    condition: str | None = None  # what its one extra input channel carries; None: a plain image model
     _descriptor: object = field(default=None, repr=False)
     _session: object = field(default=None, repr=False)
     _onnx_input: str = ""
+
+    @property
+    def context(self) -> int:
+        """Pixels of context each tile is read with: a U-Net sees far (its receptive field spans 100+ px), a
+        Compact or RRDB net a few dozen."""
+        return 64 if self.architecture in ("DRUNet", "SCUNet", "NAFNet", "Restormer", "Uformer", "KBNet") else 8
+
+    @property
+    def conditioned(self) -> bool:
+        return self.condition is not None
 
     @property
     def device_name(self) -> str:
@@ -53,6 +63,8 @@ class LoadedModel:
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
         x = torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))[None]
         x = x.clamp(0, 1).to(self.device, dtype)
+        if self.conditioned and condition is None and self.architecture != "DRUNet":
+            condition = 0.0  # our conditioned Compact needs its channel; 0 is its neutral value
         with torch.inference_mode():
             if self.conditioned and condition is not None:
                 y = self._run_conditioned(x, condition)
@@ -61,14 +73,15 @@ class LoadedModel:
         return y[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
     def _run_conditioned(self, x: torch.Tensor, condition: float) -> torch.Tensor:
-        """spandrel's DRUNet call fixes the extra channel at 15/255; we feed our own, padding like spandrel."""
+        """The image plus a constant channel; spandrel's own DRUNet call would fix it at 15/255. Pads like
+        spandrel; extra output channels (a 4-in/4-out Compact's) are dropped."""
         h, w = x.shape[2:]
         m = self.size_multiple
         x = torch.nn.functional.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate")
         cond = torch.full((1, 1, *x.shape[2:]), float(condition), dtype=x.dtype, device=x.device)
         x = torch.cat([x, cond], 1).contiguous(memory_format=torch.channels_last)
         y = self._descriptor.model(x)  # type: ignore[union-attr]
-        return y[:, :, : h * self.scale, : w * self.scale]
+        return y[:, : self.output_channels, : h * self.scale, : w * self.scale]
 
     def _run_onnx(self, tile: np.ndarray) -> np.ndarray:
         h, w = tile.shape[:2]
@@ -82,8 +95,11 @@ class LoadedModel:
         return np.clip(y, 0, 1).transpose(1, 2, 0).astype(np.float32)
 
 
-def load_model(path: Path, device: torch.device, precision: str = "auto") -> LoadedModel:
-    """Load `path`; raises UnsupportedModel with the reason when the file cannot serve as an image model."""
+def load_model(path: Path, device: torch.device, precision: str = "auto", condition: str | None = None) -> LoadedModel:
+    """Load `path`; raises UnsupportedModel with the reason when the file cannot serve as an image model.
+
+    `condition` names what the model's extra input channel carries, for models that have one beyond what spandrel
+    knows (DRUNet's noise-level channel is known: spandrel already counts it out of `input_channels`)."""
     if not path.is_file():
         raise UnsupportedModel(f"model file {path} does not exist")
     suffix = path.suffix.lower()
@@ -91,10 +107,10 @@ def load_model(path: Path, device: torch.device, precision: str = "auto") -> Loa
         return _load_onnx(path, device)
     if suffix not in TORCH_SUFFIXES:
         raise UnsupportedModel(f"model file {path.name}: unknown format (expected one of {', '.join(MODEL_SUFFIXES)})")
-    return _load_torch(path, device, precision)
+    return _load_torch(path, device, precision, condition)
 
 
-def _load_torch(path: Path, device: torch.device, precision: str) -> LoadedModel:
+def _load_torch(path: Path, device: torch.device, precision: str, condition: str | None) -> LoadedModel:
     import spandrel
 
     try:
@@ -110,18 +126,23 @@ def _load_torch(path: Path, device: torch.device, precision: str) -> LoadedModel
     desc.to(dtype)
     if device.type == "cpu" or dtype != torch.float32:
         desc.model.to(memory_format=torch.channels_last)
+    in_ch, out_ch = int(desc.input_channels), int(desc.output_channels)
+    if desc.architecture.id == "DRUNet":
+        condition = condition or "noise_sigma"
+    elif condition is not None:  # RGB + condition in, RGB + one ignored channel out
+        in_ch, out_ch = in_ch - 1, min(out_ch, in_ch - 1)
     return LoadedModel(
         path=path,
         backend="torch",
         architecture=desc.architecture.name,
         scale=int(desc.scale),
-        input_channels=int(desc.input_channels),
-        output_channels=int(desc.output_channels),
+        input_channels=in_ch,
+        output_channels=out_ch,
         purpose=str(desc.purpose),
         device=device,
         dtype={torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype],
         size_multiple=int(desc.size_requirements.multiple_of),
-        conditioned=desc.architecture.id == "DRUNet",
+        condition=condition,
         _descriptor=desc,
     )
 

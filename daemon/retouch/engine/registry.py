@@ -27,6 +27,7 @@ class ModelSpec:
     scale: int | None = None
     license: str | None = None
     description: str = ""
+    condition: str | None = None  # what an extra conditioning input channel carries ("noise_sigma", "blur_hint")
 
     def to_wire(self) -> dict:
         d = asdict(self)
@@ -60,6 +61,7 @@ def _builtin_specs() -> list[ModelSpec]:
                     scale=entry.get("scale"),
                     license=entry.get("license"),
                     description=entry.get("description", ""),
+                    condition=entry.get("condition"),
                 )
             )
     return specs

@@ -63,6 +63,10 @@ COMMON_PARAMS = (
 )
 
 
+# For every task that runs a model.
+ENSEMBLE = Param("ensemble", "bool", False, "average 8 flipped and turned passes: 8x slower, a little cleaner")
+
+
 @dataclass
 class TaskContext:
     engine: Engine
@@ -140,7 +144,7 @@ def check_restorer(spec: ModelSpec, model: LoadedModel) -> None:
                          f"{model.input_channels} input and {model.output_channels} output channels)")
 
 
-def run_tiles(ctx: TaskContext, model: LoadedModel, color: np.ndarray, stage: str,
+def run_tiles(ctx: TaskContext, model: LoadedModel, color: np.ndarray, stage: str, params: dict[str, Any],
               condition: float | None = None) -> tuple[np.ndarray, RunInfo]:
     """The model over the image, tile by tile, with progress from 5 % to 95 % and cancellation between tiles."""
 
@@ -149,7 +153,8 @@ def run_tiles(ctx: TaskContext, model: LoadedModel, color: np.ndarray, stage: st
         ctx.progress(0.05 + 0.9 * done / total, f"{stage} tile {done}/{total}")
 
     ctx.check_cancel()
-    return ctx.engine.run(model, color, tile=ctx.tile, on_tile=on_tile, condition=condition)
+    return ctx.engine.run(model, color, tile=ctx.tile, on_tile=on_tile, condition=condition,
+                          ensemble=params.get("ensemble", False))
 
 
 def run_info(spec: ModelSpec, run: RunInfo) -> dict[str, Any]:

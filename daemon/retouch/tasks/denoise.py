@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import BadRequest
 from ..ops.noise import estimate_sigma
 from ..pixels import WorkImage
-from .base import Param, Task, TaskContext, TaskResult, check_restorer, load_for, run_info, run_tiles
+from .base import ENSEMBLE, Param, Task, TaskContext, TaskResult, check_restorer, load_for, run_info, run_tiles
 
 
 class Denoise(Task):
@@ -22,7 +22,7 @@ class Denoise(Task):
     label = "Denoise"
     description = "Remove sensor noise (luminance and colour) without smearing texture."
     params = (Param("noise_level", "float", "auto", "noise standard deviation on the 0..255 scale, or auto",
-                    minimum=0.0, maximum=50.0, allow_auto=True),)
+                    minimum=0.0, maximum=50.0, allow_auto=True), ENSEMBLE)
 
     def default_model(self, params: dict[str, Any]) -> str:
         return "retouch-denoise"
@@ -32,7 +32,7 @@ class Denoise(Task):
         check_restorer(spec, model)
         level = params["noise_level"]
         info: dict[str, Any] = {}
-        if model.conditioned:
+        if model.condition == "noise_sigma":
             if level == "auto":
                 ctx.progress(0.02, "estimating noise")
                 sigma = estimate_sigma(image.color)
@@ -42,11 +42,10 @@ class Denoise(Task):
             condition: float | None = sigma
             info["noise_level"] = round(sigma * 255, 2)
         elif level != "auto":
-            raise BadRequest(f"model {spec.name} ({model.architecture}) is blind: it takes no noise level; "
-                             "use noise_level auto")
+            raise BadRequest(f"model {spec.name} ({model.architecture}) takes no noise level; use noise_level auto")
         else:
             condition = None
-        out, run = run_tiles(ctx, model, image.color, "denoising", condition)
+        out, run = run_tiles(ctx, model, image.color, "denoising", params, condition)
         ctx.progress(1.0, "done")
         return TaskResult(WorkImage(np.ascontiguousarray(out, np.float32), image.alpha, image.gray),
                           dict(run_info(spec, run), **info))

@@ -8,14 +8,14 @@ import numpy as np
 
 from ..errors import BadRequest
 from ..pixels import WorkImage, resize
-from .base import Param, Task, TaskContext, TaskResult, load_for, run_info, run_tiles
+from .base import ENSEMBLE, Param, Task, TaskContext, TaskResult, load_for, run_info, run_tiles
 
 
 class Upscale(Task):
     name = "upscale"
     label = "Upscale (super-resolution)"
     description = "Enlarge 2x or 4x, recovering detail a plain resize would blur."
-    params = (Param("scale", "int", 2, "enlargement factor", choices=(2, 4)),)
+    params = (Param("scale", "int", 2, "enlargement factor", choices=(2, 4)), ENSEMBLE)
 
     def default_model(self, params: dict[str, Any]) -> str:
         return f"retouch-upscale-x{params['scale']}"
@@ -31,7 +31,7 @@ class Upscale(Task):
                              f"{model.input_channels} input and {model.output_channels} output channels)")
         if model.scale < scale or model.scale % scale:
             raise BadRequest(f"model {spec.name} upscales x{model.scale}; it cannot produce x{scale}")
-        out, run = run_tiles(ctx, model, image.color, "upscaling")
+        out, run = run_tiles(ctx, model, image.color, "upscaling", params)
         width, height = image.width * scale, image.height * scale
         if model.scale != scale:  # e.g. a x4 model asked for x2: run it, then area-downscale
             out = resize(out, width, height)
