@@ -119,11 +119,16 @@ def test_denoise_removes_gaussian_noise(client: Client, level: str | int) -> Non
 
 
 def test_denoise_noise_level_steers_the_model(client: Client) -> None:
-    """The level is really fed to the model: a higher level smooths more."""
-    noisy = with_noise(crop_u8("ladybird-1.png", 64), 15, seed=5)
-    outs = [run(client, "denoise", noisy, params={"noise_level": lvl})[0] for lvl in (0, 15, 50)]
+    """The level is really fed to the model: up to the true level, a higher level smooths more; the true level
+    gives a better result than none or a far too high one."""
+    clean = crop_u8("ladybird-1.png", 64)
+    noisy = with_noise(clean, 15, seed=5)
+    levels = (0, 5, 15, 50)
+    outs = [run(client, "denoise", noisy, params={"noise_level": lvl})[0] for lvl in levels]
     roughness = [float(np.abs(np.diff(o.astype(np.float64), axis=1)).mean()) for o in outs]
     assert roughness[0] > roughness[1] > roughness[2], roughness
+    scores = [psnr_y(o, clean) for o in outs]
+    assert scores[2] > scores[0] + 3 and scores[2] > scores[3], scores
 
 
 # ---- sharpen -------------------------------------------------------------------------------------------------------

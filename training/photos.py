@@ -72,6 +72,19 @@ def train_paths(root: Path = DEFAULT_ROOT) -> list[Path]:
     return [root / rel for rel in TRAIN]
 
 
+# scikit-image's bundled photographs and textures (several grayscale): texture the wallpapers lack. Used by the
+# restorers' training (denoise, sharpen) only; none of them is held out.
+SKIMAGE_IMAGES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "brick.png",
+                  "grass.png", "gravel.png", "camera.png", "coins.png", "moon.png")
+
+
+def skimage_paths() -> list[Path]:
+    import skimage
+
+    folder = Path(skimage.__file__).parent / "data"
+    return [folder / name for name in SKIMAGE_IMAGES]
+
+
 def held_out_paths(root: Path = DEFAULT_ROOT) -> list[Path]:
     return [root / rel for rel in HELD_OUT]
 

@@ -1,17 +1,22 @@
-"""Train Retouch's builtin denoiser or deblurrer: a small DRUNet (a U-Net of residual blocks, loadable by spandrel).
+"""Train Retouch's builtin denoiser (DRUNet) or deblurrer (Compact), each with one conditioning input channel.
 
-DRUNet takes the image plus one conditioning channel. For `denoise` that channel is the noise level (sigma on the
-0..1 scale), as in the original DRUNet, so `--noise-level` steers it and `auto` feeds an estimate. For `sharpen` it
-is a blur hint: 0 = unknown, 0.25 = defocus, 0.5 = camera shake; half the training samples get the true hint and
-half get 0, so the model works blind and better with a hint.
+`--arch drunet` (denoise): a U-Net of residual blocks, loadable by spandrel, whose 4th input channel is the noise
+level (sigma on the 0..1 scale) as in the original DRUNet, so `--noise-level` steers it and `auto` feeds an
+estimate. `--arch compact` (sharpen): SRVGGNetCompact at scale 1, every convolution at full resolution (a U-Net
+spends its capacity at low resolution, where no sharpening happens: our DRUNet sharpener plateaued at +0.5-1 dB),
+4 channels in and out, started from our x2 upscaler's weights (`--init-from`); its 4th input is a blur hint:
+0 = unknown, 0.25 = defocus, 0.5 = camera shake, the true hint for half the samples and 0 for the others.
 
-Recipe: random crops of the training photos at 1/2 and 1/3 of their size (downscaling leaves clean, sharp targets),
-flips and rotations, the synthetic degradations of `degradations.py`, L1 loss, Adam, a short warm-up and a cosine
-learning rate over a fixed time budget, bf16 autocast on CPUs that have it. It checkpoints every two minutes and
-resumes, so a stop loses minutes, not the run.
+Recipe: random crops of the training photos at 1/2 and 1/3 of their size (downscaling leaves clean, sharp
+targets) and, for `--texture-share` of the samples, crops of the same photos at full size (half of those) and of
+scikit-image's bundled photographs and textures (the other half): the wallpapers alone are smooth, and a net
+trained on them only over-smooths fine texture. Then flips and rotations, the synthetic degradations of
+`degradations.py`, L1 loss, Adam, a short warm-up and a cosine learning rate over a fixed time budget, bf16 autocast
+on CPUs that have it. It checkpoints every two minutes and resumes, so a stop loses minutes, not the run.
 
-    python training/train_restorer.py --task denoise --minutes 105 \
-        --out daemon/retouch/models/retouch-denoise.safetensors
+    python training/train_restorer.py --task denoise --minutes 122 --threads 1 --out retouch-denoise.safetensors
+    python training/train_restorer.py --task sharpen --arch compact --width 48 --depth 12 --size 64 --lr 4e-4 \
+        --init-from daemon/retouch/models/retouch-upscale-x2.safetensors --minutes 66 --out retouch-sharpen.safetensors
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from degradations import BLUR_HINTS, random_blur, random_noise
-from photos import DEFAULT_ROOT, ensure_photos, train_paths
+from photos import DEFAULT_ROOT, ensure_photos, skimage_paths, train_paths
 from retouch.engine.device import cpu_has_bf16
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
@@ -34,9 +39,13 @@ from spandrel.architectures.DRUNet import DRUNet
 from train_upscaler import load_pool, random_crop, save_checkpoint
 
 
-def make_batch(pool, task: str, size: int, batch: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(pools, task: str, size: int, batch: int, rng: random.Random,
+               texture_share: float) -> tuple[torch.Tensor, torch.Tensor]:
     inputs, targets = [], []
+    base, full_size, bundled = pools
     for _ in range(batch):
+        r = rng.random()
+        pool = full_size if r < texture_share / 2 else bundled if r < texture_share else base
         clean = random_crop(pool, size, rng)[None]
         if task == "denoise":
             degraded, sigma = random_noise(clean, rng)
@@ -101,6 +110,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="final weights (.safetensors, stored as fp16)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-from", type=Path, help="compact: start from a Compact x2 upscaler's weights")
+    parser.add_argument("--texture-share", type=float, default=0.3,
+                        help="share of crops from the full-size photos and scikit-image's images")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -110,7 +121,9 @@ def main() -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
 
-    pool = load_pool(train_paths(ensure_photos(args.photos)), factors=(2, 3))
+    photos = train_paths(ensure_photos(args.photos))
+    pools = (load_pool(photos, factors=(2, 3)), load_pool(photos, factors=(1,)),
+             load_pool(skimage_paths(), factors=(1,)))
     device = torch.device(args.device)
     model = build(args.arch, args.width, args.depth).to(device).to(memory_format=torch.channels_last)
     if args.init_from and not ckpt_path.exists():
@@ -135,7 +148,7 @@ def main() -> None:
         warm = min(1.0, (step + 1) / 200)
         for group in opt.param_groups:
             group["lr"] = warm * (1e-6 + 0.5 * (args.lr - 1e-6) * (1 + math.cos(math.pi * frac)))
-        x, target = make_batch(pool, args.task, args.size, args.batch, rng)
+        x, target = make_batch(pools, args.task, args.size, args.batch, rng, args.texture_share)
         x = x.to(device).contiguous(memory_format=torch.channels_last)
         target = target.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -162,7 +175,8 @@ def main() -> None:
     condition = "noise sigma (0..1)" if args.task == "denoise" else json.dumps(BLUR_HINTS)
     meta = {"architecture": args.arch, "task": args.task, "steps": str(step), "minutes": f"{elapsed / 60:.1f}",
             "width": str(args.width), "depth": str(args.depth), "batch": str(args.batch), "size": str(args.size),
-            "bf16": str(use_bf16), "device": device.type, "condition": condition}
+            "bf16": str(use_bf16), "device": device.type, "condition": condition,
+            "texture_share": str(args.texture_share)}
     save_file(state, str(args.out), metadata=meta)
     print(f"saved {args.out} after {step} steps, {elapsed / 60:.1f} min")
 

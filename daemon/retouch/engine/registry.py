@@ -28,6 +28,7 @@ class ModelSpec:
     license: str | None = None
     description: str = ""
     condition: str | None = None  # what an extra conditioning input channel carries ("noise_sigma", "blur_hint")
+    condition_scale: float = 1.0  # a noise_sigma model is fed sigma * this (measured by training/calibrate_denoise.py)
 
     def to_wire(self) -> dict:
         d = asdict(self)
@@ -62,6 +63,7 @@ def _builtin_specs() -> list[ModelSpec]:
                     license=entry.get("license"),
                     description=entry.get("description", ""),
                     condition=entry.get("condition"),
+                    condition_scale=float(entry.get("condition_scale", 1.0)),
                 )
             )
     return specs

@@ -39,7 +39,7 @@ class Denoise(Task):
                 info["noise_level_estimated"] = round(sigma * 255, 2)
             else:
                 sigma = float(level) / 255
-            condition: float | None = sigma
+            condition: float | None = sigma * spec.condition_scale
             info["noise_level"] = round(sigma * 255, 2)
         elif level != "auto":
             raise BadRequest(f"model {spec.name} ({model.architecture}) takes no noise level; use noise_level auto")
