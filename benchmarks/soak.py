@@ -129,6 +129,7 @@ def compute_expected(jobs: list[SoakJob], threads: int | None = 1) -> None:
     """The daemon worker's code path, in this process, on the CPU."""
     import torch
     from retouch.engine import Engine
+    from retouch.pipeline import run_pipeline
     from retouch.pixels import decode_image, decode_mask, encode_image
     from retouch.protocol import mask_spec
     from retouch.tasks import TaskContext, get_task
@@ -145,7 +146,7 @@ def compute_expected(jobs: list[SoakJob], threads: int | None = 1) -> None:
             mask = None
             if job.mask is not None:
                 mask = decode_mask(mask_spec(job.spec.width, job.spec.height), job.mask)
-            result = task.run(ctx, decode_image(job.spec, job.pixels), mask, params)
+            result = run_pipeline(task, ctx, decode_image(job.spec, job.pixels), mask, params)
             job.expected_spec, job.expected = encode_image(result.image, job.spec)
             job.digest = hashlib.sha256(job.expected).hexdigest()
     finally:

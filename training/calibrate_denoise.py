@@ -1,5 +1,6 @@
-"""Which conditioning level serves a true noise level best? Measured on crops of the *training* photos (the held-out
-ones stay untouched), for Gaussian noise of several sigmas: the PSNR of the denoiser fed sigma * k for a few k.
+"""Which conditioning level serves a true noise level best? Measured on crops of the *training* images (the held-out
+photos stay untouched): a third each from the photos at half size, at full size, and scikit-image's bundled images
+(textures), with Gaussian noise of several sigmas: the PSNR of the denoiser fed sigma * k for a few k.
 
 A net fed exactly the true sigma is not always at its best (an under-trained one over-smooths a little); the
 `condition_scale` of `retouch-denoise` in builtin.json is the k this prints, and the denoise task multiplies every
@@ -14,7 +15,7 @@ import argparse
 import random
 
 import numpy as np
-from photos import ensure_photos, train_paths
+from photos import ensure_photos, skimage_paths, train_paths
 from PIL import Image
 from retouch.engine import Engine
 from retouch.engine.registry import ModelSpec, resolve
@@ -26,15 +27,17 @@ SIGMAS = (5, 15, 25, 40)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="retouch-denoise")
-    parser.add_argument("--crops", type=int, default=12)
+    parser.add_argument("--crops", type=int, default=8, help="crops of each of the three kinds")
     args = parser.parse_args()
     rng = random.Random(11)
     paths = train_paths(ensure_photos())
+    sources = [(p, 2) for p in rng.sample(paths, args.crops)] + [(p, 1) for p in rng.sample(paths, args.crops)]
+    sources += [(p, 1) for p in rng.sample(skimage_paths(), min(args.crops, len(skimage_paths())))]
     crops = []
-    for path in rng.sample(paths, args.crops):
+    for path, factor in sources:
         img = Image.open(path).convert("RGB")
-        img = img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS)
-        x, y = rng.randrange(img.width - 256), rng.randrange(img.height - 256)
+        img = img.resize((img.width // factor, img.height // factor), Image.Resampling.LANCZOS)
+        x, y = rng.randrange(img.width - 256 + 1), rng.randrange(img.height - 256 + 1)
         crops.append(np.asarray(img.crop((x, y, x + 256, y + 256))).astype(np.float32) / 255)
     engine = Engine(device="cpu", precision="fp32")
     spec = resolve(args.model)
