@@ -49,6 +49,7 @@ def main() -> None:
     from retouch.client import Client
     from retouch.engine import Engine
     from retouch.imageio import read_image, write_image
+    from retouch.pipeline import run_pipeline
     from retouch.pixels import decode_image, encode_image, spec_for_array
     from retouch.tasks import TaskContext, get_task
 
@@ -68,13 +69,13 @@ def main() -> None:
     ctx = TaskContext(engine, lambda f, s: None, lambda: None)
 
     def in_process() -> None:
-        result = task.run(ctx, decode_image(spec, frame), None, params)
+        result = run_pipeline(task, ctx, decode_image(spec, frame), None, params)
         encode_image(result.image, spec)
 
     def in_process_files() -> None:
         loaded = read_image(in_png)
         s = spec_for_array(loaded.pixels)
-        result = task.run(ctx, decode_image(s, loaded.pixels.tobytes()), None, params)
+        result = run_pipeline(task, ctx, decode_image(s, loaded.pixels.tobytes()), None, params)
         out_spec, out = encode_image(result.image, s)
         write_image(out_png, np.frombuffer(out, np.uint8).reshape(out_spec.height, out_spec.width, 3))
 
