@@ -23,20 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from degradations import BLUR_HINTS, random_blur, random_noise
+from loop import train
 from photos import DEFAULT_ROOT, ensure_photos, skimage_paths, train_paths
-from retouch.engine.device import cpu_has_bf16
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.DRUNet import DRUNet
-from train_upscaler import load_pool, random_crop, save_checkpoint
+from train_upscaler import load_pool, random_crop
 
 
 def make_batch(pools, task: str, size: int, batch: int, rng: random.Random,
@@ -118,58 +115,21 @@ def main() -> None:
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
     run_dir = args.run_dir or Path(__file__).parent / "runs" / args.task
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "checkpoint.pt"
 
     photos = train_paths(ensure_photos(args.photos))
     pools = (load_pool(photos, factors=(2, 3)), load_pool(photos, factors=(1,)),
              load_pool(skimage_paths(), factors=(1,)))
     device = torch.device(args.device)
     model = build(args.arch, args.width, args.depth).to(device).to(memory_format=torch.channels_last)
-    if args.init_from and not ckpt_path.exists():
+    if args.init_from and not (run_dir / "checkpoint.pt").exists():
         init_from_upscaler(model, args.init_from)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
-    step, elapsed = 0, 0.0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        step, elapsed = ckpt["step"], ckpt["elapsed"]
+
+    def on_resume(step: int) -> None:
         rng.seed(args.seed + step)
-        print(f"resumed at step {step}, {elapsed / 60:.1f} min")
-    budget = args.minutes * 60
-    use_bf16 = device.type == "cuda" or cpu_has_bf16()
-    log = (run_dir / "log.jsonl").open("a")
-    last_ckpt = time.monotonic()
-    start = time.monotonic() - elapsed
-    running = 0.0
-    while elapsed < budget:
-        frac = elapsed / budget
-        warm = min(1.0, (step + 1) / 200)
-        for group in opt.param_groups:
-            group["lr"] = warm * (1e-6 + 0.5 * (args.lr - 1e-6) * (1 + math.cos(math.pi * frac)))
-        x, target = make_batch(pools, args.task, args.size, args.batch, rng, args.texture_share)
-        x = x.to(device).contiguous(memory_format=torch.channels_last)
-        target = target.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            out = model(x)
-        loss = F.l1_loss(out[:, :3].float(), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
-        elapsed = time.monotonic() - start
-        if step % 100 == 0:
-            rec = {"step": step, "minutes": round(elapsed / 60, 2), "l1": round(running, 5),
-                   "lr": opt.param_groups[0]["lr"]}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            print(rec, flush=True)
-        if time.monotonic() - last_ckpt > 120:
-            save_checkpoint(ckpt_path, model, opt, step, elapsed)
-            last_ckpt = time.monotonic()
-    save_checkpoint(ckpt_path, model, opt, step, elapsed)
+
+    step, elapsed, use_bf16 = train(
+        model, lambda: make_batch(pools, args.task, args.size, args.batch, rng, args.texture_share), lr=args.lr,
+        minutes=args.minutes, run_dir=run_dir, device=device, warmup=200, on_resume=on_resume)
     state = {k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     condition = "noise sigma (0..1)" if args.task == "denoise" else json.dumps(BLUR_HINTS)

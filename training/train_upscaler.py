@@ -12,19 +12,17 @@ It checkpoints every few minutes and resumes, so a stop loses minutes, not the r
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from loop import train
 from photos import DEFAULT_ROOT, ensure_photos, train_paths
 from PIL import Image
-from retouch.engine.device import cpu_has_bf16
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
 
@@ -102,12 +100,6 @@ def make_batch(pool, scale: int, lr_size: int, batch: int, rng: random.Random):
     return torch.cat(lrs), torch.cat(hrs)
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed}, tmp)
-    tmp.replace(path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, choices=(2, 4), required=True)
@@ -129,53 +121,14 @@ def main() -> None:
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
     run_dir = args.run_dir or Path(__file__).parent / "runs" / f"x{args.scale}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "checkpoint.pt"
 
     pool = load_pool(train_paths(ensure_photos(args.photos)))
     device = torch.device(args.device)
     model = Compact(num_in_ch=3, num_out_ch=3, num_feat=args.num_feat, num_conv=args.num_conv, upscale=args.scale)
     model = model.to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
-    step, elapsed = 0, 0.0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        step, elapsed = ckpt["step"], ckpt["elapsed"]
-        print(f"resumed at step {step}, {elapsed / 60:.1f} min")
-    budget = args.minutes * 60
-    use_bf16 = device.type == "cuda" or cpu_has_bf16()
-    log = (run_dir / "log.jsonl").open("a")
-    last_ckpt = time.monotonic()
-    start = time.monotonic() - elapsed
-    running = 0.0
-    while elapsed < budget:
-        frac = elapsed / budget
-        for group in opt.param_groups:
-            group["lr"] = 1e-6 + 0.5 * (args.lr - 1e-6) * (1 + math.cos(math.pi * frac))
-        lr_img, hr_img = make_batch(pool, args.scale, args.lr_size, args.batch, rng)
-        lr_img = lr_img.to(device).contiguous(memory_format=torch.channels_last)
-        hr_img = hr_img.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            out = model(lr_img)
-        loss = F.l1_loss(out.float(), hr_img)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
-        elapsed = time.monotonic() - start
-        if step % 100 == 0:
-            lr_now = opt.param_groups[0]["lr"]
-            rec = {"step": step, "minutes": round(elapsed / 60, 2), "l1": round(running, 5), "lr": lr_now}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            print(rec, flush=True)
-        if time.monotonic() - last_ckpt > 120:
-            save_checkpoint(ckpt_path, model, opt, step, elapsed)
-            last_ckpt = time.monotonic()
-    save_checkpoint(ckpt_path, model, opt, step, elapsed)
+    step, elapsed, use_bf16 = train(
+        model, lambda: make_batch(pool, args.scale, args.lr_size, args.batch, rng), lr=args.lr,
+        minutes=args.minutes, run_dir=run_dir, device=device)
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"architecture": "Compact", "scale": str(args.scale), "steps": str(step), "minutes": f"{elapsed / 60:.1f}",

@@ -1,0 +1,76 @@
+"""The training loop our scripts share: L1 loss, Adam, warm-up and cosine learning rate over a wall-clock budget,
+bf16 autocast where the device has it, a JSON-lines log, and a checkpoint every two minutes that a rerun resumes."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from retouch.engine.device import cpu_has_bf16
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed}, tmp)
+    tmp.replace(path)
+
+
+def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float, minutes: float, run_dir: Path,
+          device: torch.device, warmup: int = 0,
+          on_resume: Callable[[int], None] | None = None) -> tuple[int, float, bool]:
+    """Train until `minutes` of wall clock have passed (counting earlier runs in `run_dir`).
+
+    The loss compares the model's first C output channels with the C-channel target. Returns (steps, seconds,
+    whether bf16 autocast was on)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
+    step, elapsed = 0, 0.0
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        step, elapsed = ckpt["step"], ckpt["elapsed"]
+        if on_resume:
+            on_resume(step)
+        print(f"resumed at step {step}, {elapsed / 60:.1f} min")
+    budget = minutes * 60
+    use_bf16 = device.type == "cuda" or cpu_has_bf16()
+    last_ckpt = time.monotonic()
+    start = time.monotonic() - elapsed
+    running = 0.0
+    with (run_dir / "log.jsonl").open("a") as log:
+        while elapsed < budget:
+            warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
+            for group in opt.param_groups:
+                group["lr"] = warm * (1e-6 + 0.5 * (lr - 1e-6) * (1 + math.cos(math.pi * elapsed / budget)))
+            x, target = make_batch()
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            target = target.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out = model(x)
+            loss = F.l1_loss(out[:, : target.shape[1]].float(), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+            elapsed = time.monotonic() - start
+            if step % 100 == 0:
+                rec = {"step": step, "minutes": round(elapsed / 60, 2), "l1": round(running, 5),
+                       "lr": opt.param_groups[0]["lr"]}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                print(rec, flush=True)
+            if time.monotonic() - last_ckpt > 120:
+                save_checkpoint(ckpt_path, model, opt, step, elapsed)
+                last_ckpt = time.monotonic()
+    save_checkpoint(ckpt_path, model, opt, step, elapsed)
+    return step, elapsed, use_bf16
