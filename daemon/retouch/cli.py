@@ -263,17 +263,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _param_line(p: dict[str, Any]) -> str:
+    flag = "--" + p["name"].replace("_", "-")
+    if p["kind"] == "bool":  # a store-true flag for a False default, --no-X for a True default
+        if p["default"]:
+            return f"    {'--no-' + flag[2:]:22} {'':24} (on by default) {p['help']}"
+        return f"    {flag:22} {'':24} {p['help']}"
     if p["choices"]:
         values = "|".join(str(c) for c in p["choices"])
     elif p["minimum"] is not None:
-        values = ("auto|" if p["allow_auto"] else "") + f"{p['minimum']:g}..{p['maximum']:g}"
+        values = ("auto|" if p["allow_auto"] else "") + f"{_number(p['minimum'])}..{_number(p['maximum'])}"
     else:
         values = p["kind"]
-    flag = "--" + p["name"].replace("_", "-")
-    if p["kind"] == "bool":  # store-true flags for False defaults, --no-X for True defaults
-        flag, values = (f"--no-{flag[2:]}", "") if p["default"] else (flag, "")
-        return f"    {flag:22} {values:24} {p['help']}"
     return f"    {flag:22} {values:24} default {p['default']}: {p['help']}"
 
 
