@@ -1,13 +1,15 @@
 """The before/after pictures of the README, made by the project itself through the daemon.
 
-Each picture is one crop of a held-out photo (never seen in training): the degraded input, Retouch's result (the
-same request `retouch enhance` sends), and the original, side by side with the PSNR of each against the original.
+Each picture is the centre 256 px window of a held-out photo (never seen in training; no picking of flattering
+crops): the degraded input, Retouch's result (the same request `retouch enhance` sends), and the original, side by
+side with the PSNR of each against the original.
 
     python benchmarks/examples.py            # writes benchmarks/examples/*.jpg
 """
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "training"))
 sys.path.insert(0, str(ROOT))
 
-from degradations import blur, motion_kernel  # noqa: E402
+from degradations import blur, gaussian_kernel, motion_kernel  # noqa: E402
 from quality import held_out_images, psnr  # noqa: E402
 from retouch.client import Client  # noqa: E402
 from retouch.pixels import frame_to_array, linear_to_srgb, spec_for_array, srgb_to_linear  # noqa: E402
@@ -41,42 +43,43 @@ def panel(name: str, images: list[tuple[str, np.ndarray]], original: np.ndarray)
     draw = ImageDraw.Draw(sheet)
     for i, (label, img) in enumerate(images):
         sheet.paste(Image.fromarray(np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)), (i * SIZE, 22))
-        text = label if img is original else f"{label}  {psnr(img, original):.1f} dB"
+        text = label if img is original else f"{label}  {psnr(img, original):.1f} dB"  # against the original
         draw.text((i * SIZE + 4, 5), text, fill="black")
     OUT.mkdir(exist_ok=True)
     sheet.save(OUT / f"{name}.jpg", quality=92)
     print(OUT / f"{name}.jpg")
 
 
+def centre(photo: np.ndarray) -> np.ndarray:
+    """The 256 px window at the photo's centre (no picking of flattering crops)."""
+    y, x = (photo.shape[0] - SIZE) // 2, (photo.shape[1] - SIZE) // 2
+    return np.ascontiguousarray(photo[y : y + SIZE, x : x + SIZE])
+
+
 def main() -> None:
-    photos = held_out_images()
+    dune, ladybird, evening, path = (centre(p) for p in held_out_images())
     client = Client()
     rng = np.random.default_rng(3)
 
-    clean = photos[3][400 : 400 + SIZE, 900 : 900 + SIZE]
-    noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
-    panel("denoise", [("noise sigma 25", noisy), ("--task denoise", run(client, "denoise", noisy)),
-                      ("original", clean)], clean)
-
-    clean = photos[0][300 : 300 + SIZE, 600 : 600 + SIZE]
-    import random
-
-    kernel = motion_kernel(11, random.Random(5))
-    blurred = blur(torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1)[None], kernel)[0]
-    blurred = np.clip(blurred.permute(1, 2, 0).numpy() + rng.normal(0, 2 / 255, clean.shape), 0, 1)
-    panel("sharpen", [("camera shake 11 px", blurred),
-                      ("--task sharpen --blur motion", run(client, "sharpen", blurred, blur="motion")),
-                      ("original", clean)], clean)
-
-    clean = photos[2][200 : 200 + SIZE, 500 : 500 + SIZE]
-    cast = linear_to_srgb(np.clip(srgb_to_linear(clean) * np.array([1.25, 1.0, 0.7]) * 0.5, 0, 1))
-    panel("tone", [("warm cast, -1 EV", cast), ("--task tone", run(client, "tone", cast)),
-                   ("original", clean)], clean)
-
+    noisy = np.clip(ladybird + rng.normal(0, 25 / 255, ladybird.shape), 0, 1).astype(np.float32)
     denoised = run(client, "denoise", noisy)
-    panel("grain", [("denoised", denoised),
-                    ("denoise --grain 0.4", run(client, "denoise", noisy, grain=0.4)),
-                    ("denoise --strength 0.7", run(client, "denoise", noisy, strength=0.7))], clean)
+    panel("denoise", [("noise sigma 25", noisy), ("--task denoise", denoised), ("original", ladybird)], ladybird)
+    panel("grain", [("--task denoise", denoised), ("--grain 0.4", run(client, "denoise", noisy, grain=0.4)),
+                    ("--strength 0.6", run(client, "denoise", noisy, strength=0.6))], ladybird)
+
+    soft = blur(torch.from_numpy(path).permute(2, 0, 1)[None], gaussian_kernel(1.6))[0].permute(1, 2, 0).numpy()
+    soft = np.clip(soft + rng.normal(0, 2 / 255, soft.shape), 0, 1).astype(np.float32)
+    shaken = blur(torch.from_numpy(dune).permute(2, 0, 1)[None], motion_kernel(9, random.Random(5)))[0]
+    shaken = np.clip(shaken.permute(1, 2, 0).numpy() + rng.normal(0, 2 / 255, dune.shape), 0, 1).astype(np.float32)
+    panel("sharpen", [("defocus (Gaussian 1.6)", soft), ("--task sharpen", run(client, "sharpen", soft)),
+                      ("original", path)], path)
+    panel("sharpen-motion", [("camera shake 9 px", shaken),
+                             ("--task sharpen --blur motion", run(client, "sharpen", shaken, blur="motion")),
+                             ("original", dune)], dune)
+
+    cast = linear_to_srgb(np.clip(srgb_to_linear(evening) * np.array([1.25, 1.0, 0.7]) * 0.5, 0, 1))
+    panel("tone", [("warm cast, -1 EV", cast), ("--task tone", run(client, "tone", cast)), ("original", evening)],
+          evening)
 
 
 if __name__ == "__main__":
