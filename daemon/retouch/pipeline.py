@@ -18,7 +18,7 @@ import numpy as np
 from .ops.colorfix import color_fix
 from .ops.grain import add_grain
 from .ops.tone import auto_tone
-from .pixels import WorkImage, resize
+from .pixels import WorkImage, resize, resize_alpha
 from .tasks.base import Task, TaskContext, TaskResult
 
 
@@ -44,14 +44,15 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
     if params["color_fix"] != "none":
         out = color_fix(out, _at_size(work.color, out), params["color_fix"])
         post["color_fix"] = params["color_fix"]
-    base = _at_size(image.color, out)
-    if strength < 1.0:
+    # the source at the output's size, only when something blends with it (for upscaling it is a full resize)
+    base = _at_size(image.color, out) if strength < 1.0 or mask is not None else None
+    if base is not None and strength < 1.0:
         out = base + np.float32(strength) * (out - base)
         post["strength"] = strength
     if params["grain"] > 0.0:
         out = add_grain(out, params["grain"], params["grain_seed"])
         post["grain"] = params["grain"]
-    if mask is not None:
+    if mask is not None and base is not None:
         m = np.clip(_at_size(mask, out), 0.0, 1.0)[:, :, None]
         out = out * m + base * (1.0 - m)
         post["selection"] = True
@@ -70,7 +71,5 @@ def _source_only(task: Task, image: WorkImage, params: dict[str, Any]) -> TaskRe
     if scale == 1:
         return TaskResult(image, info, unchanged=True)
     w, h = image.width * scale, image.height * scale
-    alpha = None
-    if image.alpha is not None:
-        alpha = np.clip(resize(image.alpha, w, h), 0.0, max(1.0, float(image.alpha.max())))
+    alpha = None if image.alpha is None else resize_alpha(image.alpha, w, h)
     return TaskResult(WorkImage(resize(image.color, w, h), alpha, image.gray), info)

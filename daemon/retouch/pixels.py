@@ -129,3 +129,8 @@ def resize(x: np.ndarray, width: int, height: int) -> np.ndarray:
     shrinking = width < x.shape[1]
     interp = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
     return cv2.resize(x, (width, height), interpolation=interp)
+
+
+def resize_alpha(alpha: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Alpha resized like the colour, bicubic overshoot clipped (float callers may carry alpha above 1)."""
+    return np.clip(resize(alpha, width, height), 0.0, max(1.0, float(alpha.max())))

@@ -9,12 +9,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .tone import LUMA
+
 GRAIN_STD_AT_FULL = 0.04  # grain standard deviation in the midtones at amount 1 (about 10 of 255 levels)
 
 
 def midtone_weight(color: np.ndarray) -> np.ndarray:
     """4 Y (1 - Y): 0 at black and white, 1 at Y = 0.5 (Rec. 709 luma of the sRGB-encoded values)."""
-    y = np.clip(color @ np.array([0.2126, 0.7152, 0.0722], np.float32), 0.0, 1.0)
+    y = np.clip(color @ LUMA, 0.0, 1.0)
     return 4.0 * y * (1.0 - y)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadRequest
-from ..pixels import WorkImage, resize
+from ..pixels import WorkImage, resize, resize_alpha
 from .base import ENSEMBLE, Param, Task, TaskContext, TaskResult, load_for, run_info, run_tiles
 
 
@@ -35,10 +35,7 @@ class Upscale(Task):
         width, height = image.width * scale, image.height * scale
         if model.scale != scale:  # e.g. a x4 model asked for x2: run it, then area-downscale
             out = resize(out, width, height)
-        alpha = None
-        if image.alpha is not None:
-            alpha = resize(image.alpha, width, height)
-            alpha = np.clip(alpha, 0.0, max(1.0, float(image.alpha.max())))
+        alpha = None if image.alpha is None else resize_alpha(image.alpha, width, height)
         ctx.progress(1.0, "done")
         info = dict(run_info(spec, run), scale=scale)
         return TaskResult(WorkImage(np.ascontiguousarray(out, np.float32), alpha, image.gray), info)
