@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from retouch import connection
+from daemon_process import start_daemon, stop_daemon
 from retouch.client import Client
 
 DATA = Path(__file__).parent / "data"
@@ -40,36 +37,6 @@ def save_onnx(net: torch.nn.Module, path: Path) -> None:
             dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "H", 3: "W"}},
             dynamo=False,
         )
-
-
-def start_daemon(runtime: Path, models_dir: Path | None = None, *extra: str) -> subprocess.Popen:
-    """`retouch serve` in the foreground as a child process; returns once its connection file is live."""
-    env = dict(os.environ, RETOUCH_RUNTIME_DIR=str(runtime))
-    if models_dir is not None:
-        env["RETOUCH_MODELS_DIR"] = str(models_dir)
-    log = open(runtime / "test-daemon.log", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "retouch", "serve", *extra], env=env, stdout=log, stderr=log)
-    path = runtime / "daemon.json"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        info = connection.read_connection_file(path)
-        if info is not None and info["pid"] == proc.pid:
-            return proc
-        if proc.poll() is not None:
-            raise RuntimeError(f"daemon exited: {(runtime / 'test-daemon.log').read_text()[-2000:]}")
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("daemon did not write its connection file within 60 s")
-
-
-def stop_daemon(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,183 @@
+"""Editor-side helpers shared by the Krita and GIMP plugins (stdlib only: vendored into both bundles).
+
+What lives here is the part of a plugin that does not touch the editor's API: finding the pyzmq build that the
+bundle carries for this Python, the region arithmetic of a selection job (bounding box + context padding, cropping
+the padding off the result), and turning the daemon's task descriptions into parameter values.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CONTEXT_PADDING = 32  # pixels of context sent around a selection so the model sees what borders it
+PARAM_ALIASES = {"face-strength": "face_strength"}
+
+
+# ---- pyzmq from the bundle ---------------------------------------------------------------------------------------
+def platform_key() -> str:
+    """The folder name part that says which OS/CPU a bundled pyzmq build is for."""
+    machine = platform.machine().lower()
+    if sys.platform == "win32":
+        return "win_amd64"
+    if sys.platform == "darwin":
+        return "macosx"  # universal2 wheels: x86_64 and arm64
+    if machine in ("aarch64", "arm64"):
+        return "linux_aarch64"
+    return "linux_x86_64"
+
+
+def python_key(version: tuple[int, int] | None = None) -> str:
+    """cp310, cp311, or abi3 (one build serves 3.12 and later)."""
+    major, minor = version or sys.version_info[:2]
+    return "abi3" if (major, minor) >= (3, 12) else f"cp{major}{minor}"
+
+
+def ensure_zmq(bundled: Path) -> str:
+    """Make `import zmq` work: the editor's own pyzmq when it has one, else the build the bundle carries.
+
+    Returns where zmq came from. Raises ImportError naming the folder it looked for when neither exists.
+    """
+    try:
+        import zmq  # noqa: F401  (Debian's python3-zmq, a pip-installed pyzmq...)
+
+        return "system"
+    except ImportError:
+        pass
+    folder = Path(bundled) / f"{python_key()}-{platform_key()}"
+    if not folder.is_dir():
+        have = sorted(p.name for p in Path(bundled).glob("*-*")) if Path(bundled).is_dir() else []
+        raise ImportError(
+            f"this Retouch plugin bundle carries no pyzmq for Python {sys.version_info[0]}.{sys.version_info[1]} "
+            f"on {platform_key()} (looked for {folder}; it has: {', '.join(have) or 'none'}). "
+            "Install pyzmq into the editor's Python, or use the bundle built for your system."
+        )
+    sys.path.insert(0, os.fspath(folder))
+    importlib.invalidate_caches()
+    import zmq  # noqa: F401,F811
+
+    return os.fspath(folder)
+
+
+# ---- regions -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rect:
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def right(self) -> int:
+        return self.x + self.width
+
+    @property
+    def bottom(self) -> int:
+        return self.y + self.height
+
+    @property
+    def empty(self) -> bool:
+        return self.width <= 0 or self.height <= 0
+
+    def intersect(self, other: Rect) -> Rect:
+        x, y = max(self.x, other.x), max(self.y, other.y)
+        return Rect(x, y, max(0, min(self.right, other.right) - x), max(0, min(self.bottom, other.bottom) - y))
+
+    def grow(self, pad: int) -> Rect:
+        return Rect(self.x - pad, self.y - pad, self.width + 2 * pad, self.height + 2 * pad)
+
+    def scaled(self, factor: int) -> Rect:
+        return Rect(self.x * factor, self.y * factor, self.width * factor, self.height * factor)
+
+
+@dataclass(frozen=True)
+class JobRegion:
+    """What a job processes: `sent` (the target plus context padding, inside the canvas) and `target`."""
+
+    target: Rect
+    sent: Rect
+
+    @property
+    def inner(self) -> Rect:
+        """The target in the coordinates of the sent crop."""
+        return Rect(self.target.x - self.sent.x, self.target.y - self.sent.y, self.target.width, self.target.height)
+
+
+def job_region(canvas: Rect, selection: Rect | None, padding: int = CONTEXT_PADDING) -> JobRegion:
+    """The region to process: the selection's bounding box (or the whole canvas), padded for context.
+
+    An empty selection means the whole layer, as in every editor. Raises ValueError when the selection lies
+    outside the canvas.
+    """
+    if canvas.empty:
+        raise ValueError("the layer is empty: there is nothing to enhance")
+    if selection is None or selection.empty:
+        return JobRegion(canvas, canvas)
+    target = selection.intersect(canvas)
+    if target.empty:
+        raise ValueError("the selection lies outside the canvas: there is nothing to enhance")
+    return JobRegion(target, target.grow(padding).intersect(canvas))
+
+
+def crop_rows(data: bytes, row_bytes: int, pixel_bytes: int, rect: Rect) -> bytes:
+    """Cut `rect` out of a tightly packed frame of `row_bytes` per row (pure Python, one slice per row)."""
+    if rect.x == 0 and rect.width * pixel_bytes == row_bytes:
+        return bytes(data[rect.y * row_bytes:rect.bottom * row_bytes])
+    start, width = rect.x * pixel_bytes, rect.width * pixel_bytes
+    view = memoryview(data)
+    return b"".join(view[y * row_bytes + start:y * row_bytes + start + width] for y in range(rect.y, rect.bottom))
+
+
+def transfer_for_profile(profile: str) -> str:
+    """`linear` for linear-light ICC profiles (Krita's *-g10 / *linear*, GIMP's linear precisions), else `srgb`."""
+    name = profile.lower()
+    return "linear" if ("g10" in name or "linear" in name) else "srgb"
+
+
+# ---- task parameters ----------------------------------------------------------------------------------------------
+def find_task(tasks: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    for task in tasks:
+        if task.get("name") == name:
+            return task
+    known = ", ".join(str(t.get("name")) for t in tasks)
+    raise ValueError(f"the daemon offers no task {name!r}; it offers: {known}")
+
+
+def task_params(task: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Keep the values this task takes (editor-wide settings such as face strength may not apply to it).
+
+    Raises ValueError naming a parameter no task knows, so typos in scripts do not pass silently.
+    """
+    names = {p["name"] for p in task.get("params", [])}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = PARAM_ALIASES.get(key, key)
+        if name in names:
+            out[name] = value
+        elif name not in ("face_strength", "model"):  # settings the editors always show, meaningful per task
+            raise ValueError(f"task {task.get('name')!r} has no parameter {key!r}; it takes: "
+                             f"{', '.join(sorted(names))}")
+    return out
+
+
+def output_scale(task: dict[str, Any], params: dict[str, Any]) -> int:
+    """How much bigger the result is than what was sent (the `scale` parameter of upscaling tasks)."""
+    for p in task.get("params", []):
+        if p["name"] == "scale":
+            return int(params.get("scale", p.get("default") or 1))
+    return 1
+
+
+def layer_name(task: dict[str, Any], info: dict[str, Any]) -> str:
+    """`Retouch upscale ×2 (retouch-upscale-x2)`: what the new layer is called."""
+    label = f"Retouch {task.get('name')}"
+    scale = info.get("scale")
+    if isinstance(scale, int) and scale > 1:
+        label += f" \u00d7{scale}"
+    model = info.get("model")
+    return f"{label} ({model})" if model else label

@@ -1,0 +1,208 @@
+"""The Krita plugin in the real Krita 5.2.9 (kritarunner, offscreen), against a real daemon.
+
+The plugin is installed from the zip packaging/ builds, with the pyzmq that zip carries (the chroot has none).
+Each case makes a document in one colour depth, sets a known picture and a feathered selection, runs the plugin's
+own `prepare → execute → apply` path (what `run()` and the docker's Run button do), then the host checks the
+document: new layer above the source with the daemon's exact pixels, a transparency mask equal to the selection,
+the source unchanged byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from retouch import editor
+from retouch.client import Client
+from retouch.protocol import ImageSpec
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "data" / "heldout"
+W, H = 120, 90
+NP = {"U8": np.uint8, "U16": np.dtype("<u2"), "F16": np.dtype("<f2"), "F32": np.dtype("<f4")}
+
+
+def picture(depth: str) -> np.ndarray:
+    """A held-out photo crop in the layout Krita's pixelData uses for this depth (linear for 16-bit and float)."""
+    rgb = np.asarray(Image.open(DATA / "path-1.png").convert("RGB"))[40:40 + H, 60:60 + W].astype(np.float64) / 255
+    if depth != "U8":
+        rgb = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    rgba = np.dstack([rgb, np.ones((H, W))])
+    if depth in ("U8", "U16"):
+        peak = 255 if depth == "U8" else 65535
+        rgba = rgba[:, :, [2, 1, 0, 3]]  # BGRA
+        return np.round(rgba * peak).astype(NP[depth])
+    return rgba.astype(NP[depth])
+
+
+def feathered_selection() -> np.ndarray:
+    """An ellipse that reaches near the right edge, with a 6 px soft border (8-bit selection values)."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    r = np.sqrt(((xx - 80) / 34.0) ** 2 + ((yy - 45) / 28.0) ** 2)
+    return np.clip((1.0 - r) * 28 * 255 / 6, 0, 255).astype(np.uint8)
+
+
+CASES: list[dict[str, Any]] = [
+    {"name": "u8_denoise_selection", "depth": "U8", "task": "denoise", "params": {"noise_level": 10},
+     "selection": True},
+    {"name": "u16_denoise_selection", "depth": "U16", "task": "denoise", "params": {"noise_level": 10,
+                                                                                  "strength": 0.7},
+     "selection": True},
+    {"name": "f16_sharpen_layer", "depth": "F16", "task": "sharpen", "params": {}},
+    {"name": "f32_tone_selection", "depth": "F32", "task": "tone", "params": {}, "selection": True},
+    {"name": "u8_upscale_new_document", "depth": "U8", "task": "upscale", "params": {"scale": 2},
+     "selection": True},
+    {"name": "u16_upscale_resize_document", "depth": "U16", "task": "upscale",
+     "params": {"scale": 2, "resize_document": True}},
+    {"name": "u8_group_layer", "depth": "U8", "task": "denoise", "params": {"noise_level": 5},
+     "layer_kind": "grouplayer"},
+    {"name": "cmyk_refused", "depth": "U8", "color_model": "CMYKA", "task": "denoise", "params": {}},
+    {"name": "gray_refused", "depth": "U8", "color_model": "GRAYA", "task": "denoise", "params": {}},
+    {"name": "typo_refused", "depth": "U8", "task": "denoise", "params": {"noise_levl": 5}},
+]
+
+
+@pytest.fixture(scope="module")
+def krita_run(chroot, workdir: Path, krita_bundle: Path, e2e_daemon: Path) -> tuple[Path, dict]:
+    """Install the zip into a pykrita folder, run every case in one kritarunner, return (out dir, summary)."""
+    pykrita = workdir / "pykrita"
+    with zipfile.ZipFile(krita_bundle) as zf:
+        zf.extractall(pykrita)
+    inputs = workdir / "inputs"
+    inputs.mkdir()
+    out = workdir / "krita-out"
+    plan_cases = []
+    for case in CASES:
+        c = dict(case, width=W, height=H)
+        if case.get("color_model") in (None, "RGBA"):
+            src = inputs / f"{case['name']}.src"
+            src.write_bytes(picture(case["depth"]).tobytes())
+            c["source"] = chroot.inside(src)
+        if case.get("selection"):
+            sel = inputs / f"{case['name']}.sel"
+            sel.write_bytes(feathered_selection().tobytes())
+            c["selection"] = chroot.inside(sel)
+        plan_cases.append(c)
+    plan = workdir / "krita-plan.json"
+    plan.write_text(json.dumps({"out": chroot.inside(out), "cases": plan_cases}))
+    env = {"QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": f"{chroot.inside(pykrita)}:{chroot.inside(workdir)}",
+           "RETOUCH_RUNTIME_DIR": chroot.inside(e2e_daemon), "RETOUCH_E2E_PLAN": chroot.inside(plan),
+           "RETOUCH_DAEMON_COMMAND": "/bin/false"}
+    (workdir / "krita_driver.py").write_bytes((HERE / "krita_driver.py").read_bytes())
+    proc = chroot.run(["kritarunner", "-s", "krita_driver", "-f", "main"], env, timeout=600)
+    summary_file = out / "summary.json"
+    assert summary_file.exists(), f"kritarunner wrote no summary:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return out, json.loads(summary_file.read_text())
+
+
+def report(out: Path, name: str) -> dict:
+    data = json.loads((out / f"{name}.json").read_text())
+    assert "crash" not in data, data["crash"]
+    return data
+
+
+def test_plugin_loads_in_krita_with_bundled_pyzmq(krita_run) -> None:
+    _, summary = krita_run
+    assert "import_error" not in summary, summary["import_error"]
+    assert summary["krita"].startswith("5.2"), summary
+    assert "pyzmq" in summary["zmq_from"] and "abi3-linux_x86_64" in summary["zmq_from"], summary
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "refused" not in c["name"] and c.get("layer_kind") is None],
+                         ids=lambda c: c["name"])
+def test_result_layer(case: dict, krita_run, e2e_daemon: Path) -> None:
+    out, _ = krita_run
+    rep = report(out, case["name"])
+    assert "error" not in rep, rep["error"]
+    resized = bool(case["params"].get("resize_document"))
+    assert rep["source_unchanged"] or resized, "the source layer changed"
+    depth, scale = case["depth"], int(case["params"].get("scale", 1))
+    layer = rep["layer"]
+    assert layer["type"] == "paintlayer" and layer["depth"] == depth
+    assert layer["name"].startswith(f"Retouch {case['task']}")
+    assert rep["result_info"].get("model") or case["task"] == "tone"
+
+    # what was sent: the source over the padded selection box, and the selection as the mask
+    sel = feathered_selection() if case.get("selection") else None
+    src = picture(depth)
+    canvas = editor.Rect(0, 0, W, H)
+    bbox = None
+    if sel is not None:
+        ys, xs = np.nonzero(sel)
+        bbox = editor.Rect(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+    region = editor.job_region(canvas, bbox)
+    assert rep["sent"] == list(vars(region.sent).values()) and rep["target"] == list(vars(region.target).values())
+    s = region.sent
+    sent = (out / rep["request_pixels"]).read_bytes()
+    assert sent == src[s.y:s.bottom, s.x:s.right].tobytes()
+    if sel is not None:
+        assert (out / rep["request_mask"]).read_bytes() == sel[s.y:s.bottom, s.x:s.right].tobytes()
+
+    # the layer holds exactly the daemon's result for that request, aligned on the target box
+    spec = ImageSpec.from_header(rep["spec"])
+    client = Client(autostart=False, timeout=120, path=e2e_daemon / "daemon.json")
+    mask = (out / rep["request_mask"]).read_bytes() if sel is not None else None
+    params = {k: v for k, v in case["params"].items() if k != "resize_document"}
+    expected = client.enhance(case["task"], sent, spec, params=params, mask=mask)
+    inner = region.inner.scaled(scale)
+    want = editor.crop_rows(expected.pixels, expected.spec.row_stride, spec.channels * spec.itemsize, inner)
+    got = (out / rep["layer_pixels"]).read_bytes()
+    assert len(got) == len(want)
+    assert got == want, "the new layer's pixels differ from the daemon's result"
+    assert layer["rect"][2:] == [region.target.width * scale, region.target.height * scale]
+
+    if scale == 1 or resized:
+        assert rep["documents_added"] == 0
+        before = rep["layers_before"]
+        above = before.index("Source") + 1
+        assert rep["layers_after"] == [*before[:above], layer["name"], *before[above:]], "not directly above"
+        assert layer["rect"][:2] == [region.target.x * scale, region.target.y * scale]
+        if scale > 1:
+            assert rep["document_size"] == [W * scale, H * scale]
+    else:
+        assert rep["documents_added"] == 1
+        assert rep["new_document"][:3] == [region.target.width * scale, region.target.height * scale, depth]
+        assert rep["document_size"] == [W, H], "the source document was resized"
+
+    if sel is None:
+        assert not any(t == "transparencymask" for _, t in layer["children"])
+        return
+    assert [t for _, t in layer["children"]] == ["transparencymask"]
+    m = np.frombuffer((out / rep["mask_pixels"]).read_bytes(), np.uint8)
+    t = region.target
+    sel_t = sel[t.y:t.bottom, t.x:t.right]
+    if scale == 1:
+        assert m.tobytes() == sel_t.tobytes(), "the transparency mask differs from the selection"
+    else:
+        m = m.reshape(t.height * scale, t.width * scale)
+        assert np.abs(m[::scale, ::scale].astype(int) - sel_t).mean() < 6
+        core = np.pad(sel_t, 1, mode="edge")
+        inside = np.min([core[dy:dy + t.height, dx:dx + t.width] for dy in range(3) for dx in range(3)], axis=0)
+        outside = np.max([core[dy:dy + t.height, dx:dx + t.width] for dy in range(3) for dx in range(3)], axis=0)
+        assert (m[::scale, ::scale][inside == 255] == 255).all() and (m[::scale, ::scale][outside == 0] == 0).all()
+
+
+def test_group_layer_uses_its_projection(krita_run) -> None:
+    out, _ = krita_run
+    rep = report(out, "u8_group_layer")
+    assert "error" not in rep, rep["error"]
+    assert any("projection" in n for n in rep["notes"]), rep["notes"]
+    assert rep["source_unchanged"]
+
+
+@pytest.mark.parametrize("name,words", [("cmyk_refused", ["RGB", "CMYKA", "nothing was changed"]),
+                                        ("gray_refused", ["RGB", "GRAYA"]),
+                                        ("typo_refused", ["noise_levl", "noise_level"])])
+def test_bad_input_is_refused_with_a_reason(krita_run, name: str, words: list[str]) -> None:
+    out, _ = krita_run
+    rep = report(out, name)
+    assert "error" in rep, "the plugin accepted what it should refuse"
+    for w in words:
+        assert w in rep["error"], rep["error"]
+    assert rep["source_unchanged"] and rep["layers_after"] == rep["layers_before"]
+    assert rep["documents_added"] == 0
