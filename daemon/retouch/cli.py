@@ -342,6 +342,19 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_install_plugin(args: argparse.Namespace) -> int:
+    from .install_plugin import install
+
+    where = install(args.editor, Path(args.bundle) if args.bundle else None, Path(args.dest) if args.dest else None)
+    if args.editor == "krita":
+        print(f"retouch: Krita plugin installed in {where} and enabled; restart Krita, then open "
+              "Settings > Dockers > Retouch", file=sys.stderr)
+    else:
+        print(f"retouch: GIMP plug-in installed in {where}; restart GIMP, then use "
+              "Filters > Enhance > Retouch AI", file=sys.stderr)
+    return 0
+
+
 # ---- parser --------------------------------------------------------------------------------------------------
 def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="upscale", help="what to do (default: upscale)")
@@ -412,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client", default="client", help="name of the client key pair to create (default: client)")
     p.add_argument("--dir", help="keys folder (default: RETOUCH_KEYS_DIR or the user config dir)")
     p.set_defaults(func=cmd_keys)
+    p = sub.add_parser("install-plugin", help="install the Krita or GIMP plugin for this user")
+    p.add_argument("editor", choices=("krita", "gimp"))
+    p.add_argument("--bundle", help="the plugin zip (default: build it from this source checkout)")
+    p.add_argument("--dest", help="install into this folder instead of the editor's own plugin folder")
+    p.set_defaults(func=cmd_install_plugin)
     p = sub.add_parser("stop", help="stop the daemon")
     p.set_defaults(func=cmd_stop)
     return parser

@@ -131,7 +131,9 @@ class Client:
             raise DaemonUnavailable(f"could not start the daemon with {shlex.join(cmd)}: {exc}") from None
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
-            raise DaemonUnavailable(f"the daemon did not start: {detail[-1] if detail else proc.returncode}")
+            why = f": {detail[-1]}" if detail else ""
+            raise DaemonUnavailable(f"no Retouch daemon is running, and starting one failed ({shlex.join(cmd)} "
+                                    f"exited with code {proc.returncode}){why}")
 
     def is_running(self) -> bool:
         return connection.live_connection(self.path) is not None

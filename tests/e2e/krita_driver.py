@@ -53,8 +53,8 @@ def run_case(app, case: dict, out: Path) -> dict:
     names_before = [n.name() for n in root.childNodes()]
     n_docs = len(core.NEW_DOCUMENTS)
 
-    task = core.editor.find_task(core.tasks(), case["task"])
     try:
+        task = core.editor.find_task(core.tasks(), case["task"])
         request = core.prepare(doc, node, task, case["params"])
         report["notes"] = request.notes
         report["sent"] = list(vars(request.region.sent).values())

@@ -10,12 +10,17 @@ the source unchanged byte for byte.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from daemon_process import start_daemon, stop_daemon
 from PIL import Image
 from retouch import editor
 from retouch.client import Client
@@ -68,36 +73,50 @@ CASES: list[dict[str, Any]] = [
 
 
 @pytest.fixture(scope="module")
-def krita_run(chroot, workdir: Path, krita_bundle: Path, e2e_daemon: Path) -> tuple[Path, dict]:
-    """Install the zip into a pykrita folder, run every case in one kritarunner, return (out dir, summary)."""
-    pykrita = workdir / "pykrita"
+def pykrita(workdir: Path, krita_bundle: Path) -> Path:
+    """The zip unpacked into a pykrita folder, as Tools > Scripts > Import Python Plugin from File does."""
+    folder = workdir / "pykrita"
     with zipfile.ZipFile(krita_bundle) as zf:
-        zf.extractall(pykrita)
-    inputs = workdir / "inputs"
+        zf.extractall(folder)
+    (workdir / "krita_driver.py").write_bytes((HERE / "krita_driver.py").read_bytes())
+    return folder
+
+
+def kritarunner(chroot, workdir: Path, pykrita: Path, cases: list[dict], runtime: Path, tag: str) -> tuple[Path, dict]:
+    """Write the cases' pictures and plan, run them all in one kritarunner, return (out dir, summary)."""
+    inputs = workdir / f"inputs-{tag}"
     inputs.mkdir()
-    out = workdir / "krita-out"
+    out = workdir / f"out-{tag}"
     plan_cases = []
-    for case in CASES:
-        c = dict(case, width=W, height=H)
+    for case in cases:
+        c = dict(case)
+        c.setdefault("width", W)
+        c.setdefault("height", H)
         if case.get("color_model") in (None, "RGBA"):
             src = inputs / f"{case['name']}.src"
-            src.write_bytes(picture(case["depth"]).tobytes())
+            pixels = case.get("pixels")
+            src.write_bytes(pixels if pixels is not None else picture(case["depth"]).tobytes())
             c["source"] = chroot.inside(src)
+        c.pop("pixels", None)
         if case.get("selection"):
             sel = inputs / f"{case['name']}.sel"
             sel.write_bytes(feathered_selection().tobytes())
             c["selection"] = chroot.inside(sel)
         plan_cases.append(c)
-    plan = workdir / "krita-plan.json"
+    plan = workdir / f"plan-{tag}.json"
     plan.write_text(json.dumps({"out": chroot.inside(out), "cases": plan_cases}))
     env = {"QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": f"{chroot.inside(pykrita)}:{chroot.inside(workdir)}",
-           "RETOUCH_RUNTIME_DIR": chroot.inside(e2e_daemon), "RETOUCH_E2E_PLAN": chroot.inside(plan),
+           "RETOUCH_RUNTIME_DIR": chroot.inside(runtime), "RETOUCH_E2E_PLAN": chroot.inside(plan),
            "RETOUCH_DAEMON_COMMAND": "/bin/false"}
-    (workdir / "krita_driver.py").write_bytes((HERE / "krita_driver.py").read_bytes())
     proc = chroot.run(["kritarunner", "-s", "krita_driver", "-f", "main"], env, timeout=600)
     summary_file = out / "summary.json"
     assert summary_file.exists(), f"kritarunner wrote no summary:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return out, json.loads(summary_file.read_text())
+
+
+@pytest.fixture(scope="module")
+def krita_run(chroot, workdir: Path, pykrita: Path, e2e_daemon: Path) -> tuple[Path, dict]:
+    return kritarunner(chroot, workdir, pykrita, CASES, e2e_daemon, "main")
 
 
 def report(out: Path, name: str) -> dict:
@@ -206,3 +225,40 @@ def test_bad_input_is_refused_with_a_reason(krita_run, name: str, words: list[st
         assert w in rep["error"], rep["error"]
     assert rep["source_unchanged"] and rep["layers_after"] == rep["layers_before"]
     assert rep["documents_added"] == 0
+
+
+def test_no_daemon_and_none_can_start_leaves_the_document_alone(chroot, workdir: Path, pykrita: Path) -> None:
+    empty = workdir / "run-empty"
+    empty.mkdir(mode=0o700)
+    case = {"name": "unreachable", "depth": "U8", "task": "denoise", "params": {}, "selection": True}
+    out, _ = kritarunner(chroot, workdir, pykrita, [case], empty, "unreachable")
+    rep = report(out, "unreachable")
+    assert "DaemonUnavailable" in rep["error"] and "/bin/false serve --detach" in rep["error"], rep["error"]
+    assert rep["source_unchanged"] and rep["layers_after"] == rep["layers_before"]
+
+
+def test_daemon_dying_mid_job_is_reported_and_the_document_is_untouched(chroot, workdir: Path, pykrita: Path) -> None:
+    runtime = workdir / "run-dies"
+    runtime.mkdir(mode=0o700)
+    proc = start_daemon(runtime, workdir / "models")
+    big = np.random.default_rng(1).integers(0, 256, (700, 700, 4), dtype=np.uint8)
+    case = {"name": "daemon_dies", "depth": "U8", "task": "upscale", "width": 700, "height": 700,
+            "params": {"scale": 4, "ensemble": True}, "pixels": big.tobytes()}
+    box: dict = {}
+    runner = threading.Thread(target=lambda: box.update(r=kritarunner(chroot, workdir, pykrita, [case], runtime,
+                                                                      "dies")))
+    runner.start()
+    try:
+        client = Client(autostart=False, timeout=10, path=runtime / "daemon.json")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (client.status().get("running") or {}).get("job_id"):
+            time.sleep(0.2)
+        assert (client.status().get("running") or {}).get("job_id"), "the plugin's job never started"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        runner.join(300)
+        stop_daemon(proc)
+    out, _ = box["r"]
+    rep = report(out, "daemon_dies")
+    assert "exited while running the job" in rep["error"], rep["error"]
+    assert rep["source_unchanged"] and rep["layers_after"] == rep["layers_before"] and rep["documents_added"] == 0

@@ -1,0 +1,93 @@
+"""The Retouch docker in a real Krita 5.2.9 window under Xvfb, installed from the zip, clicked like a user would.
+
+Also leaves the screenshot the README shows (docs/krita-docker.png) when RETOUCH_UPDATE_SCREENSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+DOCS = HERE.parent.parent / "docs"
+W, H = 320, 200
+
+
+@pytest.fixture(scope="module")
+def gui_run(chroot, workdir: Path, krita_bundle: Path, e2e_daemon: Path) -> tuple[Path, dict]:
+    home = workdir / "gui-home"
+    pykrita = home / ".local" / "share" / "krita" / "pykrita"
+    pykrita.mkdir(parents=True)
+    shutil.copytree(HERE / "krita_gui" / "retouch_e2e", pykrita / "retouch_e2e")
+    shutil.copy2(HERE / "krita_gui" / "retouch_e2e.desktop", pykrita / "retouch_e2e.desktop")
+    config = home / ".config"
+    config.mkdir()
+    (config / "kritarc").write_text("[General]\nLastPreset=x\n\n[python]\nenable_retouch_e2e=true\n")
+    # installed the way users install it: retouch install-plugin krita (which also enables it in kritarc)
+    installer = subprocess.run([sys.executable, "-m", "retouch", "install-plugin", "krita", "--bundle",
+                                str(krita_bundle)], capture_output=True, text=True, check=False,
+                               env=dict(os.environ, XDG_DATA_HOME=str(home / ".local" / "share"),
+                                        XDG_CONFIG_HOME=str(config)))
+    assert installer.returncode == 0, installer.stderr
+    assert "enable_retouch_krita=true" in (config / "kritarc").read_text()
+    sample = HERE.parent.parent / "daemon" / "retouch" / "samples" / "boats.png"
+    rgb = np.asarray(Image.open(sample).convert("RGB").resize((W, H), Image.Resampling.LANCZOS))
+    bgra = np.dstack([rgb[:, :, ::-1], np.full((H, W), 255, np.uint8)])
+    picture = workdir / "gui-picture.raw"
+    picture.write_bytes(bgra.tobytes())
+    out = workdir / "gui-out"
+    env = {"HOME": chroot.inside(home), "XDG_DATA_HOME": chroot.inside(home / ".local" / "share"),
+           "XDG_CONFIG_HOME": chroot.inside(config), "RETOUCH_RUNTIME_DIR": chroot.inside(e2e_daemon),
+           "RETOUCH_E2E_OUT": chroot.inside(out), "RETOUCH_E2E_PICTURE": chroot.inside(picture),
+           "RETOUCH_DAEMON_COMMAND": "/bin/false"}
+    proc = chroot.run(["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "krita", "--nosplash"], env, timeout=420)
+    result = out / "gui.json"
+    assert result.exists(), f"Krita wrote no result:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    state = json.loads(result.read_text())
+    assert "error" not in state, f"{state['error']}\n{state}"
+    if os.environ.get("RETOUCH_UPDATE_SCREENSHOTS"):
+        DOCS.mkdir(exist_ok=True)
+        Image.open(out / "krita-window.png").convert("RGB").save(DOCS / "krita-window.jpg", quality=85)
+        shutil.copy2(out / "krita-docker.png", DOCS / "krita-docker.png")
+    return out, state
+
+
+def test_docker_lists_the_daemons_tasks_and_their_parameters(gui_run) -> None:
+    _, state = gui_run
+    assert state["dockers"] >= 1
+    assert {"upscale", "denoise", "sharpen", "tone"} <= set(state["tasks_listed"])
+    assert state["status_line"].startswith("Daemon: running"), state["status_line"]
+    assert {"noise_level", "strength", "grain", "color_fix"} <= set(state["params_shown"])
+
+
+def test_run_button_adds_a_masked_layer_and_one_undo_removes_it(gui_run) -> None:
+    _, state = gui_run
+    assert state["busy_after_click"], "Run did not switch the docker to busy (the job ran on the GUI thread?)"
+    assert state["message"].startswith("Added layer"), state["message"]
+    before, after = state["layers_before"], state["layers_after_run"]
+    new = [n for n in after if n not in before]
+    assert len(new) == 1 and new[0].startswith("Retouch denoise"), after
+    assert after.index(new[0]) == after.index("Source") + 1
+    assert state["new_layer_children"] == ["transparencymask"]
+    assert state["layers_after_undo"] == before, "one undo did not remove the whole result"
+    assert state["source_after"] == state["source_before"]
+
+
+def test_repeat_last_action(gui_run) -> None:
+    _, state = gui_run
+    assert state["repeat_action"], "no retouch_run action in Krita"
+    assert any(n.startswith("Retouch denoise") for n in state["layers_after_repeat"])
+
+
+def test_screenshots_show_the_docker(gui_run) -> None:
+    out, _ = gui_run
+    shot = np.asarray(Image.open(out / "krita-docker.png").convert("L"))
+    assert shot.shape[0] > 200 and shot.shape[1] > 150 and shot.std() > 10, "the docker screenshot is blank"

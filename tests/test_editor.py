@@ -1,0 +1,72 @@
+"""The editor-side helpers both plugins share (stdlib only, vendored): regions, row cropping, task parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from retouch import editor
+from retouch.editor import Rect
+
+
+def test_whole_layer_when_no_or_empty_selection() -> None:
+    canvas = Rect(0, 0, 100, 80)
+    for sel in (None, Rect(10, 10, 0, 5)):
+        region = editor.job_region(canvas, sel)
+        assert region.target == region.sent == canvas
+
+
+def test_selection_is_padded_for_context_and_clamped_to_the_canvas() -> None:
+    region = editor.job_region(Rect(0, 0, 100, 80), Rect(70, 5, 20, 10), padding=32)
+    assert region.target == Rect(70, 5, 20, 10)
+    assert region.sent == Rect(38, 0, 62, 47)
+    assert region.inner == Rect(32, 5, 20, 10)
+
+
+def test_selection_outside_the_canvas_is_refused() -> None:
+    with pytest.raises(ValueError, match="outside the canvas"):
+        editor.job_region(Rect(0, 0, 10, 10), Rect(20, 20, 5, 5))
+    with pytest.raises(ValueError, match="layer is empty"):
+        editor.job_region(Rect(0, 0, 0, 0), None)
+
+
+@given(st.integers(1, 40), st.integers(1, 30), st.data())
+def test_crop_rows_matches_numpy(w: int, h: int, data: st.DataObject) -> None:
+    x = data.draw(st.integers(0, w - 1))
+    y = data.draw(st.integers(0, h - 1))
+    cw = data.draw(st.integers(1, w - x))
+    ch = data.draw(st.integers(1, h - y))
+    frame = np.arange(w * h * 4, dtype=np.uint32).astype(np.uint8).reshape(h, w, 4)
+    got = editor.crop_rows(frame.tobytes(), w * 4, 4, Rect(x, y, cw, ch))
+    assert got == frame[y:y + ch, x:x + cw].tobytes()
+
+
+def test_transfer_from_profile_names() -> None:
+    assert editor.transfer_for_profile("sRGB-elle-V2-g10.icc") == "linear"
+    assert editor.transfer_for_profile("Rec2020-elle-V4-g10.icc") == "linear"
+    assert editor.transfer_for_profile("sRGB-elle-V2-srgbtrc.icc") == "srgb"
+    assert editor.transfer_for_profile("GIMP built-in Linear RGB") == "linear"
+
+
+TASK = {"name": "upscale", "params": [{"name": "scale", "default": 2}, {"name": "strength", "default": 1.0}]}
+
+
+def test_task_params_keep_what_the_task_takes_and_name_typos() -> None:
+    assert editor.task_params(TASK, {"scale": 4, "face-strength": 0.5}) == {"scale": 4}
+    with pytest.raises(ValueError, match="'strenght'.*scale, strength"):
+        editor.task_params(TASK, {"strenght": 1})
+    assert editor.output_scale(TASK, {}) == 2 and editor.output_scale(TASK, {"scale": 4}) == 4
+    assert editor.output_scale({"name": "denoise", "params": []}, {}) == 1
+    with pytest.raises(ValueError, match="offers no task 'paint'.*upscale"):
+        editor.find_task([TASK], "paint")
+
+
+def test_layer_names_say_task_scale_and_model() -> None:
+    assert editor.layer_name(TASK, {"scale": 2, "model": "m"}) == "Retouch upscale \u00d72 (m)"
+    assert editor.layer_name({"name": "tone"}, {"scale": 1}) == "Retouch tone"
+
+
+def test_python_keys_for_bundled_pyzmq() -> None:
+    assert editor.python_key((3, 10)) == "cp310"
+    assert editor.python_key((3, 13)) == "abi3"
