@@ -48,7 +48,7 @@ def gui_run(chroot, workdir: Path, krita_bundle: Path, e2e_daemon: Path) -> tupl
            "XDG_CONFIG_HOME": chroot.inside(config), "RETOUCH_RUNTIME_DIR": chroot.inside(e2e_daemon),
            "RETOUCH_E2E_OUT": chroot.inside(out), "RETOUCH_E2E_PICTURE": chroot.inside(picture),
            "RETOUCH_DAEMON_COMMAND": "/bin/false"}
-    proc = chroot.run(["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "krita", "--nosplash"], env, timeout=420)
+    proc = chroot.run(["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "krita", "--nosplash"], env, timeout=300)
     result = out / "gui.json"
     assert result.exists(), f"Krita wrote no result:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     state = json.loads(result.read_text())
@@ -91,3 +91,12 @@ def test_screenshots_show_the_docker(gui_run) -> None:
     out, _ = gui_run
     shot = np.asarray(Image.open(out / "krita-docker.png").convert("L"))
     assert shot.shape[0] > 200 and shot.shape[1] > 150 and shot.std() > 10, "the docker screenshot is blank"
+
+
+def test_cancel_during_a_big_job_adds_nothing(gui_run) -> None:
+    _, state = gui_run
+    assert state["busy_when_cancelled"]
+    assert any(0 < v < 1000 for v in state["progress_values"]), "no progress reached the docker before the end"
+    assert state["cancel_message"].startswith("Cancelled"), state["cancel_message"]
+    assert state["big_layers_after"] == state["big_layers_before"]
+    assert state["new_documents_after"] == state["new_documents_before"]

@@ -25,13 +25,23 @@ STATE: dict = {"log": []}
 
 
 def log(msg: str) -> None:
+    """Kept in the result and appended to trace.txt at once, so a hang shows where it happened."""
+    import time
+
     STATE["log"].append(msg)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / "trace.txt", "a") as f:
+        f.write(f"{time.monotonic():.2f} {msg}\n")
 
 
 def finish() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "gui.json").write_text(json.dumps(STATE, indent=1))
-    os._exit(0)
+    """Write what was found (Krita objects dropped) and leave at once, without save-changes prompts."""
+    try:
+        OUT.mkdir(parents=True, exist_ok=True)
+        plain = {k: v for k, v in STATE.items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))}
+        (OUT / "gui.json").write_text(json.dumps(plain, indent=1, default=str))
+    finally:
+        os._exit(0)
 
 
 def wait_for(check, then, timeout_s: float, what: str, step_ms: int = 200) -> None:
@@ -87,6 +97,8 @@ def start() -> None:
         docker.show()
         docker.raise_()
         STATE["docker"] = docker
+        STATE["progress_values"] = []
+        docker.progress.valueChanged.connect(STATE["progress_values"].append)
         log("waiting for the daemon's task list")
         wait_for(lambda: docker.task_box.count() > 0, run_task, 120, "the docker to list the daemon's tasks")
     except Exception:
@@ -95,6 +107,7 @@ def start() -> None:
 
 
 def run_task() -> None:
+    log("run_task")
     docker, doc = STATE["docker"], STATE["doc"]
     STATE["tasks_listed"] = [docker.task_box.itemData(i) for i in range(docker.task_box.count())]
     STATE["status_line"] = docker.status.text()
@@ -107,6 +120,7 @@ def run_task() -> None:
 
 
 def after_run() -> None:
+    log("after_run")
     docker, doc = STATE["docker"], STATE["doc"]
     doc.waitForDone()
     STATE["message"] = docker.message.text()
@@ -122,6 +136,7 @@ def after_run() -> None:
 
 
 def after_undo() -> None:
+    log("after_undo")
     doc, src = STATE["doc"], STATE["src"]
     doc.waitForDone()
     STATE["layers_after_undo"] = layer_names(doc)
@@ -133,13 +148,60 @@ def after_undo() -> None:
         return
     action.trigger()
     docker = STATE["docker"]
+    STATE["message_after_repeat"] = docker.message.text()
     wait_for(lambda: docker.request is None and docker.run_button.isEnabled()
              and any(n.startswith("Retouch") for n in layer_names(doc)), after_repeat, 300, "the repeated job")
 
 
 def after_repeat() -> None:
+    log("after_repeat")
+    """A big job, cancelled from the docker while it runs: nothing may be added anywhere."""
     STATE["layers_after_repeat"] = layer_names(STATE["doc"])
-    for key in ("doc", "src", "docker"):
+    app = Krita.instance()
+    from retouch_krita import core
+
+    big = app.createDocument(900, 900, "retouch-e2e-big", "RGBA", "U8", "", 72.0)
+    STATE["big"] = big
+    layer = big.createNode("Noise", "paintlayer")
+    layer.setPixelData(os.urandom(900 * 900 * 4), 0, 0, 900, 900)
+    big.rootNode().addChildNode(layer, None)
+    app.activeWindow().addView(big)
+    big.setActiveNode(layer)
+    STATE["big_layers_before"] = layer_names(big)
+    STATE["new_documents_before"] = len(core.NEW_DOCUMENTS)
+    wait_for(lambda: (app.activeDocument() is not None and app.activeDocument().name() == "retouch-e2e-big"
+                      and app.activeDocument().activeNode() is not None
+                      and app.activeDocument().activeNode().name() == "Noise"),
+             start_big, 30, "the big document to become active")
+
+
+def start_big() -> None:
+    log("start_big")
+    docker = STATE["docker"]
+    docker.start(preview=False, task_name="upscale", params={"scale": 4, "ensemble": True})
+    STATE["message_after_big_start"] = docker.message.text()
+    wait_for(lambda: docker.job is not None, lambda: QtCore.QTimer.singleShot(2000, cancel_it), 120,
+             "the big job to be accepted", step_ms=50)
+
+
+def cancel_it() -> None:
+    log("cancel_it")
+    docker = STATE["docker"]
+    STATE["busy_when_cancelled"] = not docker.run_button.isEnabled()
+    docker.cancel_button.click()
+    wait_for(lambda: docker.run_button.isEnabled(), after_cancel, 120, "the cancellation")
+
+
+def after_cancel() -> None:
+    log("after_cancel")
+    from retouch_krita import core
+
+    docker, big = STATE["docker"], STATE["big"]
+    big.waitForDone()
+    STATE["cancel_message"] = docker.message.text()
+    STATE["big_layers_after"] = layer_names(big)
+    STATE["new_documents_after"] = len(core.NEW_DOCUMENTS)
+    for key in ("doc", "src", "docker", "big"):
         STATE.pop(key, None)
     finish()
 
