@@ -8,6 +8,7 @@ the padding off the result), and turning the daemon's task descriptions into par
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import platform
 import sys
@@ -181,3 +182,23 @@ def layer_name(task: dict[str, Any], info: dict[str, Any]) -> str:
         label += f" \u00d7{scale}"
     model = info.get("model")
     return f"{label} ({model})" if model else label
+
+
+# ---- daemon access -----------------------------------------------------------------------------------------------
+def load_settings(path: Path) -> dict[str, Any]:
+    """The plugin's settings.json (written by `retouch install-plugin`), or {} when missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def make_client(settings_path: Path) -> Any:
+    """A client that starts the daemon with the command the installer recorded, unless the user set one."""
+    from .client import Client  # needs pyzmq: imported only when a plugin talks to the daemon
+
+    command = load_settings(settings_path).get("daemon_command")
+    if command and not os.environ.get("RETOUCH_DAEMON_COMMAND"):
+        os.environ["RETOUCH_DAEMON_COMMAND"] = str(command)
+    return Client(autostart=True, start_timeout=90.0, timeout=30.0)

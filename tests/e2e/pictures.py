@@ -1,0 +1,42 @@
+"""Known pictures and selections for the editor e2e tests, in the layouts the editors use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "heldout"
+NP = {"u8": np.dtype("u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2"), "f32": np.dtype("<f4")}
+
+
+def photo(width: int, height: int, dtype: str, order: str = "RGBA", transfer: str = "srgb") -> np.ndarray:
+    """A held-out photo crop as (height, width, 4) in `dtype`, channel `order` and `transfer`, opaque."""
+    rgb = np.asarray(Image.open(DATA / "path-1.png").convert("RGB"))[40:40 + height, 60:60 + width]
+    rgb = rgb.astype(np.float64) / 255
+    if transfer == "linear":
+        rgb = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    rgba = np.dstack([rgb, np.ones((height, width))])
+    if order == "BGRA":
+        rgba = rgba[:, :, [2, 1, 0, 3]]
+    if dtype in ("u8", "u16"):
+        return np.round(rgba * (255 if dtype == "u8" else 65535)).astype(NP[dtype])
+    return rgba.astype(NP[dtype])
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of the non-zero pixels."""
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def close_to_scaled(mask: np.ndarray, small: np.ndarray, scale: int) -> None:
+    """An upscaled mask agrees with the selection it came from: same values well inside and well outside."""
+    h, w = small.shape
+    sampled = mask.reshape(h * scale, w * scale)[::scale, ::scale].astype(int)
+    assert np.abs(sampled - small).mean() < 6
+    padded = np.pad(small, 1, mode="edge")
+    shifts = [padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)]
+    inside, outside = np.min(shifts, axis=0), np.max(shifts, axis=0)
+    assert (sampled[inside == 255] == 255).all() and (sampled[outside == 0] == 0).all()

@@ -1,0 +1,192 @@
+"""The GIMP 3 plug-in in the real GIMP 3.0.4 (gimp-console, batch mode), called through the PDB, real daemon.
+
+Installed with `retouch install-plugin gimp` from the zip packaging/ builds, with the pyzmq that zip carries (the
+chroot has none). Each case makes an image in one precision with a known picture and a feathered selection, calls
+`retouch-enhance` NONINTERACTIVE, and the host checks: the new layer holds exactly the daemon's result for the
+pixels GIMP held, sits directly above the source with a layer mask equal to the selection, and the source is
+unchanged byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pictures import bounding_box, close_to_scaled, photo
+from retouch import editor
+from retouch.client import Client
+from retouch.protocol import ImageSpec
+
+HERE = Path(__file__).resolve().parent
+W, H = 120, 90
+# GIMP precision -> (Babl format the plug-in uses, wire dtype, transfer)
+FORMATS = {"u8-non-linear": ("R'G'B'A u8", "u8", "srgb"), "u16-linear": ("RGBA u16", "u16", "linear"),
+           "u16-non-linear": ("R'G'B'A u16", "u16", "srgb"), "half-linear": ("RGBA half", "f16", "linear"),
+           "float-linear": ("RGBA float", "f32", "linear")}
+SELECTION = [45, 15, 70, 60, 8]  # ellipse x, y, w, h reaching near the right edge; feather radius
+
+CASES: list[dict[str, Any]] = [
+    {"name": "u8_denoise_selection", "precision": "u8-non-linear", "task": "denoise", "selection": SELECTION,
+     "args": {"options": "noise_level=10"}},
+    {"name": "u16_linear_denoise_selection", "precision": "u16-linear", "task": "denoise", "selection": SELECTION,
+     "args": {"strength": 0.7, "options": "noise_level=10"}},
+    {"name": "u16_sharpen_layer", "precision": "u16-non-linear", "task": "sharpen", "args": {}},
+    {"name": "half_tone_selection", "precision": "half-linear", "task": "tone", "selection": SELECTION, "args": {}},
+    {"name": "float_denoise_offset_layer", "precision": "float-linear", "task": "denoise", "offset": [7, 5],
+     "selection": SELECTION, "args": {"grain": 0.2, "options": "noise_level=5 grain_seed=3"}},
+    {"name": "u8_upscale_new_image", "precision": "u8-non-linear", "task": "upscale", "selection": SELECTION,
+     "args": {"scale": 2}},
+    {"name": "u16_upscale_resize_image", "precision": "u16-non-linear", "task": "upscale",
+     "args": {"scale": 2, "resize-image": True}},
+    {"name": "menu_denoise_procedure", "precision": "u8-non-linear", "procedure": "retouch-denoise",
+     "task": "denoise", "selection": SELECTION, "args": {"strength": 0.5}},
+    {"name": "gray_denoise", "precision": "u8-non-linear", "base": "gray", "task": "denoise", "args": {}},
+    {"name": "indexed_refused", "precision": "u8-non-linear", "indexed": True, "task": "denoise", "args": {}},
+    {"name": "typo_refused", "precision": "u8-non-linear", "task": "denoise", "args": {"options": "noise_levl=3"}},
+    {"name": "unknown_task_refused", "precision": "u8-non-linear", "task": "paint", "args": {}},
+]
+GOOD = [c for c in CASES if "refused" not in c["name"]]
+
+
+def gimp_batch(chroot, workdir: Path, home: Path, cases: list[dict], runtime: Path, tag: str) -> Path:
+    inputs = workdir / f"gimp-inputs-{tag}"
+    inputs.mkdir()
+    out = workdir / f"gimp-out-{tag}"
+    plan_cases = []
+    for case in cases:
+        babl, dtype, transfer = FORMATS[case["precision"]]
+        src = inputs / f"{case['name']}.src"
+        src.write_bytes(photo(W, H, dtype, "RGBA", transfer).tobytes())
+        plan_cases.append(dict(case, width=W, height=H, babl=babl, source=chroot.inside(src)))
+    plan = workdir / f"gimp-plan-{tag}.json"
+    plan.write_text(json.dumps({"out": chroot.inside(out), "cases": plan_cases}))
+    (workdir / "gimp_driver.py").write_bytes((HERE / "gimp_driver.py").read_bytes())
+    env = {"HOME": chroot.inside(home), "XDG_CONFIG_HOME": chroot.inside(home / ".config"),
+           "RETOUCH_RUNTIME_DIR": chroot.inside(runtime), "RETOUCH_E2E_PLAN": chroot.inside(plan),
+           "RETOUCH_DAEMON_COMMAND": "/bin/false"}
+    driver = chroot.inside(workdir / "gimp_driver.py")
+    proc = chroot.run(["gimp-console-3.0", "-i", "--quit", "--batch-interpreter", "python-fu-eval", "-b",
+                       f"exec(open({driver!r}).read())"], env, timeout=600)
+    assert (out / "summary.json").exists(), f"GIMP wrote no summary:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def gimp_home(workdir: Path, gimp_bundle: Path) -> Path:
+    """A GIMP profile with the plug-in installed the way users install it: retouch install-plugin gimp."""
+    home = workdir / "gimp-home"
+    (home / ".config").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "retouch", "install-plugin", "gimp", "--bundle", str(gimp_bundle)],
+                          capture_output=True, text=True, check=False,
+                          env=dict(os.environ, XDG_CONFIG_HOME=str(home / ".config")))
+    assert proc.returncode == 0, proc.stderr
+    return home
+
+
+@pytest.fixture(scope="module")
+def gimp_run(chroot, workdir: Path, gimp_home: Path, e2e_daemon: Path) -> Path:
+    return gimp_batch(chroot, workdir, gimp_home, CASES, e2e_daemon, "main")
+
+
+def report(out: Path, name: str) -> dict:
+    data = json.loads((out / f"{name}.json").read_text())
+    assert "crash" not in data, data["crash"]
+    return data
+
+
+def test_procedures_are_registered(gimp_run: Path) -> None:
+    summary = json.loads((gimp_run / "summary.json").read_text())
+    assert summary["gimp"].startswith("3.0")
+    assert {"retouch-enhance", "retouch-upscale", "retouch-denoise", "retouch-sharpen",
+            "retouch-tone"} <= set(summary["procedures"])
+
+
+@pytest.mark.parametrize("case", GOOD, ids=lambda c: c["name"])
+def test_result_layer(case: dict, gimp_run: Path, e2e_daemon: Path) -> None:
+    out = gimp_run
+    rep = report(out, case["name"])
+    assert rep["status"] == "success", rep
+    resized = bool(case["args"].get("resize-image"))
+    assert rep["source_unchanged"] or resized, "the source layer changed"
+    babl, dtype, transfer = FORMATS[case["precision"]]
+    scale = int(case["args"].get("scale", 1)) if case["task"] == "upscale" else 1
+    layer = rep["layer"]
+    assert layer["name"].startswith(f"Retouch {case['task']}")
+
+    # the request the plug-in must have sent: GIMP's pixels over the padded selection box, the selection as mask
+    sel = np.frombuffer((out / f"{case['name']}.selection").read_bytes(), np.uint8).reshape(H, W)
+    ox, oy = case.get("offset", [0, 0])
+    src = photo(W, H, dtype, "RGBA", transfer)
+    canvas = np.zeros((H, W, 4), src.dtype)  # the layer on the image canvas (transparent where it is not)
+    canvas[oy:, ox:] = src[:H - oy, :W - ox]
+    has_sel = bool(sel.any())
+    region = editor.job_region(editor.Rect(ox, oy, W - ox, H - oy) if not has_sel else editor.Rect(0, 0, W, H),
+                               editor.Rect(*bounding_box(sel)) if has_sel else None)
+    s = region.sent
+    spec = ImageSpec(s.width, s.height, dtype, "RGBA", transfer)
+    mask = sel[s.y:s.bottom, s.x:s.right].tobytes() if has_sel else None
+    params = {k: v for k, v in case["args"].items() if k in ("scale", "strength", "grain")}
+    params.update({k: int(v) for k, v in (item.split("=") for item in case["args"].get("options", "").split())})
+    client = Client(autostart=False, timeout=120, path=e2e_daemon / "daemon.json")
+    if case.get("base") != "gray":  # gray layers hold GIMP's own conversion of the picture
+        expected = client.enhance(case["task"], canvas[s.y:s.bottom, s.x:s.right].tobytes(), spec, params=params,
+                                  mask=mask)
+        want = editor.crop_rows(expected.pixels, expected.spec.row_stride, 4 * spec.itemsize,
+                                region.inner.scaled(scale))
+        got = (out / f"{case['name']}.layer").read_bytes()
+        assert got == want, "the new layer's pixels differ from the daemon's result"
+
+    t = region.target.scaled(scale)
+    if scale > 1 and not resized:
+        assert rep["images_added"] == 1 and not layer["same_image"]
+        assert layer["owner_size"] == [t.width, t.height] and layer["rect"] == [0, 0, t.width, t.height]
+        assert layer["owner_precision"] == case["precision"]
+        assert rep["image_size"] == [W, H], "the source image was resized"
+    else:
+        assert layer["same_image"] and rep["images_added"] == 0
+        assert layer["rect"] == [t.x, t.y, t.width, t.height]
+        before = rep["layers_before"]
+        assert rep["layers_after"] == [layer["name"], *before], "not directly above the source"
+        if resized:
+            assert rep["image_size"] == [W * scale, H * scale]
+
+    assert layer["has_mask"] == has_sel
+    if has_sel:
+        m = np.frombuffer((out / f"{case['name']}.mask").read_bytes(), np.uint8)
+        rt = region.target
+        sel_t = sel[rt.y:rt.bottom, rt.x:rt.right]
+        if scale == 1:
+            assert m.tobytes() == sel_t.tobytes(), "the layer mask differs from the selection"
+        else:
+            close_to_scaled(m, sel_t, scale)
+
+
+@pytest.mark.parametrize("name,words", [("indexed_refused", ["indexed", "RGB"]),
+                                        ("typo_refused", ["noise_levl", "noise_level"]),
+                                        ("unknown_task_refused", ["'paint'", "upscale"])])
+def test_bad_input_is_refused_with_a_reason(gimp_run: Path, name: str, words: list[str]) -> None:
+    rep = report(gimp_run, name)
+    assert rep["status"] != "success"
+    message = rep.get("error", "") + rep.get("pdb_error", "")
+    for w in words:
+        assert w in message, message
+    assert rep["source_unchanged"] and rep["layers_after"] == rep["layers_before"] and rep["images_added"] == 0
+
+
+def test_unreachable_daemon_leaves_the_image_alone(chroot, workdir: Path, gimp_home: Path) -> None:
+    empty = workdir / "gimp-run-empty"
+    empty.mkdir(mode=0o700)
+    case = {"name": "unreachable", "precision": "u8-non-linear", "task": "denoise", "selection": SELECTION,
+            "args": {}}
+    out = gimp_batch(chroot, workdir, gimp_home, [case], empty, "unreachable")
+    rep = report(out, "unreachable")
+    assert rep["status"] != "success"
+    message = rep.get("error", "") + rep.get("pdb_error", "")
+    assert "/bin/false serve --detach" in message, message
+    assert rep["source_unchanged"] and rep["layers_after"] == rep["layers_before"]
