@@ -77,16 +77,19 @@ def gimp_batch(chroot, workdir: Path, home: Path, cases: list[dict], runtime: Pa
     return out
 
 
-@pytest.fixture(scope="module")
-def gimp_home(workdir: Path, gimp_bundle: Path) -> Path:
+def install_gimp_plugin(home: Path, bundle: Path) -> Path:
     """A GIMP profile with the plug-in installed the way users install it: retouch install-plugin gimp."""
-    home = workdir / "gimp-home"
     (home / ".config").mkdir(parents=True)
-    proc = subprocess.run([sys.executable, "-m", "retouch", "install-plugin", "gimp", "--bundle", str(gimp_bundle)],
+    proc = subprocess.run([sys.executable, "-m", "retouch", "install-plugin", "gimp", "--bundle", str(bundle)],
                           capture_output=True, text=True, check=False,
                           env=dict(os.environ, XDG_CONFIG_HOME=str(home / ".config")))
     assert proc.returncode == 0, proc.stderr
     return home
+
+
+@pytest.fixture(scope="module")
+def gimp_home(workdir: Path, gimp_bundle: Path) -> Path:
+    return install_gimp_plugin(workdir / "gimp-home", gimp_bundle)
 
 
 @pytest.fixture(scope="module")
