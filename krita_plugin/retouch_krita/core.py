@@ -269,13 +269,15 @@ def run(document: Any, node: Any, task: str, params: dict[str, Any] | None = Non
     client = make_client()
     description = editor.find_task(client.tasks(), task)
     request = prepare(document, node, description, params or {})
+    LAST_REQUEST[:] = [request]
     result = execute(request, client, on_progress)
     layer = apply(request, result)
     remember(task, params or {})
     return layer
 
 
-LAST: dict[str, Any] = {}
+LAST: dict[str, Any] = {}  # the last task and parameters run, for the retouch_run action
+LAST_REQUEST: list[Request] = []  # the last request run() sent (scripts and tests look at what was sent)
 
 
 def remember(task: str, params: dict[str, Any]) -> None:

@@ -53,9 +53,15 @@ def run_case(app, case: dict, out: Path) -> dict:
     names_before = [n.name() for n in root.childNodes()]
     n_docs = len(core.NEW_DOCUMENTS)
 
-    try:
-        task = core.editor.find_task(core.tasks(), case["task"])
-        request = core.prepare(doc, node, task, case["params"])
+    request = None
+    core.LAST_REQUEST.clear()
+    try:  # exactly what other scripts call: run(document, node, task, params) -> the new layer
+        layer = core.run(doc, node, case["task"], case["params"])
+    except Exception as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        layer = None
+    if core.LAST_REQUEST:
+        request = core.LAST_REQUEST[0]
         report["notes"] = request.notes
         report["sent"] = list(vars(request.region.sent).values())
         report["target"] = list(vars(request.region.target).values())
@@ -64,11 +70,6 @@ def run_case(app, case: dict, out: Path) -> dict:
         report["request_pixels"] = _write(out, f"{case['name']}.request", request.pixels)
         if request.mask is not None:
             report["request_mask"] = _write(out, f"{case['name']}.reqmask", request.mask)
-        result = core.execute(request)
-        layer = core.apply(request, result)
-    except Exception as exc:
-        report["error"] = f"{type(exc).__name__}: {exc}"
-        layer = None
     doc.waitForDone()
     report["source_unchanged"] = bytes(source.pixelData(0, 0, w, h)) == before
     report["layers_before"] = names_before
@@ -95,7 +96,6 @@ def run_case(app, case: dict, out: Path) -> dict:
         if masks:
             sel = masks[0].selection()
             report["mask_pixels"] = _write(out, f"{case['name']}.mask", sel.pixelData(t.x, t.y, t.width, t.height))
-        report["result_info"] = result.info
     return report
 
 
