@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from daemon_process import start_daemon, stop_daemon
 from retouch.client import Client
 
@@ -22,21 +20,6 @@ def private_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("RETOUCH_RUNTIME_DIR", str(runtime))
     monkeypatch.setenv("RETOUCH_MODELS_DIR", str(tmp_path_factory.mktemp("models")))
     return runtime
-
-
-def save_onnx(net: torch.nn.Module, path: Path) -> None:
-    """A small image model as .onnx with dynamic height and width."""
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, and says so
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            net,
-            (torch.rand(1, 3, 16, 16),),
-            str(path),
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "H", 3: "W"}},
-            dynamo=False,
-        )
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_onnx
+from onnx_export import save_onnx
 from PIL import ImageCms
 from retouch import connection
 from retouch.client import Client

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 import zmq
-from conftest import start_daemon, stop_daemon
+from daemon_process import start_daemon, stop_daemon
 from retouch import connection, protocol
 from retouch.client import Client, Job, Progress, Result
 from retouch.errors import (

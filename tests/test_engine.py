@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import save_onnx
+from onnx_export import save_onnx
 from retouch.engine import MIN_TILE, Engine, LoadedModel, ModelSpec, RunInfo, is_oom, loader, registry, tiling
 from retouch.errors import UnknownModel, UnsupportedModel
 from retouch.pixels import NUMPY_DTYPES, decode_image, encode_image, frame_to_array

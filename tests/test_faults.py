@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from conftest import start_daemon, stop_daemon
+from daemon_process import start_daemon, stop_daemon
 from retouch import connection, protocol
 from retouch.client import Client, Progress, Result
 from retouch.errors import BadRequest, Cancelled, DaemonUnavailable, InsecureRuntimeDir, RetouchError, UnsupportedModel

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 import zmq
-from conftest import start_daemon, stop_daemon
+from daemon_process import start_daemon, stop_daemon
 from retouch import connection, protocol
 from retouch.client import Client
 from retouch.errors import RetouchError
