@@ -250,7 +250,19 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 # ---- daemon queries ------------------------------------------------------------------------------------------
+def licence_mark(m: dict[str, Any]) -> str:
+    """How every list shows a model's licence: non-commercial ones are marked so."""
+    if m.get("commercial") is False:
+        return f"NON-COMMERCIAL ({m.get('license')})"
+    return str(m.get("license") or "licence unknown")
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    action = getattr(args, "action", None) or "list"
+    return MODEL_ACTIONS[action](args)
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
     models = Client(start_timeout=START_TIMEOUT).models()
     if args.json:
         print(json.dumps({"models": models}))
@@ -259,8 +271,83 @@ def cmd_models(args: argparse.Namespace) -> int:
         kind = "builtin" if m["builtin"] else "user"
         scale = f"x{m['scale']}" if m.get("scale") else ""
         loaded = " (loaded)" if m.get("loaded") else ""
-        print(f"{m['name']:32} {kind:8} {m.get('task') or '-':10} {scale:4} {m['path']}{loaded}")
+        print(f"{m['name']:32} {kind:8} {m.get('task') or '-':10} {scale:4} {licence_mark(m)}  {m['path']}{loaded}")
     return 0
+
+
+def cmd_models_add(args: argparse.Namespace) -> int:
+    from . import modelstore
+
+    meta = modelstore.add(Path(args.file), name=args.name, license=args.license, commercial=args.commercial,
+                          task=args.task)
+    if args.json:
+        print(json.dumps(meta))
+    else:
+        print(f"retouch: added {meta['name']}: {meta['architecture']} x{meta['scale']} for {meta['task']}, "
+              f"sha256 {meta['sha256'][:16]}…, licence: {licence_mark(meta)}", file=sys.stderr)
+    return 0
+
+
+def cmd_models_remove(args: argparse.Namespace) -> int:
+    from . import modelstore
+
+    path = modelstore.remove(args.name)
+    print(f"retouch: removed {args.name} ({path})", file=sys.stderr)
+    return 0
+
+
+def cmd_models_download(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import modelstore
+
+    entry = modelstore.catalog_entry(args.name)
+    with tqdm(total=entry.size, unit="B", unit_scale=True, desc=entry.name, disable=args.json or None,
+              file=sys.stderr) as bar:
+        def on_bytes(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        meta = modelstore.download(args.name, on_bytes)
+    if args.json:
+        print(json.dumps(meta))
+    else:
+        print(f"retouch: installed {meta['name']} (sha256 verified against {entry.source}); licence: "
+              f"{licence_mark(meta)}", file=sys.stderr)
+    return 0
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    from . import modelstore
+
+    rows = modelstore.verify(args.name)
+    bad = [r for r in rows if r["status"] == "MISMATCH"]
+    if args.json:
+        print(json.dumps({"models": rows, "ok": not bad}))
+    else:
+        for r in rows:
+            print(f"{r['name']:32} {r['status']:22} {r['sha256']}")
+    if bad:
+        print(f"retouch: {len(bad)} model(s) changed since they were installed: {', '.join(r['name'] for r in bad)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_models_catalog(args: argparse.Namespace) -> int:
+    from . import modelstore
+
+    entries = modelstore.load_catalog()
+    if args.json:
+        print(json.dumps({"catalog": [vars(e) for e in entries]}))
+        return 0
+    for e in entries:
+        mark = licence_mark({"license": e.license, "commercial": e.commercial})
+        print(f"{e.name:34} {e.task:8} {e.architecture:14} x{e.scale}  {e.size / 1e6:7.1f} MB  {mark}")
+    return 0
+
+
+MODEL_ACTIONS = {"list": cmd_models_list, "add": cmd_models_add, "remove": cmd_models_remove,
+                 "download": cmd_models_download, "verify": cmd_models_verify, "catalog": cmd_models_catalog}
 
 
 def _number(x: float) -> str:
@@ -355,6 +442,31 @@ def cmd_install_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    from . import service
+
+    if args.action == "status":
+        state = service.status()
+        if args.json:
+            print(json.dumps(state))
+        else:
+            print(f"service unit: {state['unit']} ({'installed' if state['installed'] else 'not installed'}"
+                  f"{', out of date: run install again' if state['installed'] and not state['current'] else ''}); "
+                  f"manager: {state['manager_state']}; daemon: "
+                  f"{'running, pid ' + str(state['daemon_pid']) if state['daemon_running'] else 'not running'}")
+        return 0 if state["installed"] else 3
+    if args.action == "install":
+        path, notes = service.install(start=not args.no_start)
+        print(f"retouch: service installed at {path}" + ("" if args.no_start else "; it starts at login"),
+              file=sys.stderr)
+    else:
+        path, notes = service.uninstall(stop=not args.no_start)
+        print(f"retouch: service removed ({path})", file=sys.stderr)
+    for note in notes:
+        print(f"retouch: {note}", file=sys.stderr)
+    return 0
+
+
 # ---- parser --------------------------------------------------------------------------------------------------
 def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="upscale", help="what to do (default: upscale)")
@@ -415,8 +527,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_options(p)
     p.set_defaults(func=cmd_batch)
 
-    for name, func, text in (("models", cmd_models, "list the models the daemon can use"),
-                             ("tasks", cmd_tasks, "list the tasks and their parameters"),
+    p = sub.add_parser("models", help="list, add, remove, download and verify models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+    msub = p.add_subparsers(dest="action", metavar="ACTION")
+    q = msub.add_parser("list", help="the models the daemon can use (default)")
+    q.add_argument("--json", action="store_true")
+    q = msub.add_parser("add", help="copy a model file (.pth .safetensors .ckpt .onnx) into your model folder")
+    q.add_argument("file")
+    q.add_argument("--name", help="name to use it by (default: the file name)")
+    q.add_argument("--license", help="its licence, shown in every list")
+    use = q.add_mutually_exclusive_group()
+    use.add_argument("--commercial", dest="commercial", action="store_true", default=None,
+                     help="its licence allows commercial use")
+    use.add_argument("--non-commercial", dest="commercial", action="store_false",
+                     help="its licence forbids commercial use (marked in every list)")
+    q.add_argument("--task", help="the task it serves (default: from its architecture's purpose)")
+    q.add_argument("--json", action="store_true")
+    q = msub.add_parser("remove", help="delete a model from your model folder")
+    q.add_argument("name")
+    q = msub.add_parser("download", help="download a catalog model (resumes; verified by sha256)")
+    q.add_argument("name")
+    q.add_argument("--json", action="store_true")
+    q = msub.add_parser("verify", help="check every installed model against its recorded sha256")
+    q.add_argument("name", nargs="?")
+    q.add_argument("--json", action="store_true")
+    q = msub.add_parser("catalog", help="the models `download` knows, with licences")
+    q.add_argument("--json", action="store_true")
+    for name, func, text in (("tasks", cmd_tasks, "list the tasks and their parameters"),
                              ("status", cmd_status, "show whether the daemon runs and what it does")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--json", action="store_true")
@@ -430,6 +568,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", help="the plugin zip (default: build it from this source checkout)")
     p.add_argument("--dest", help="install into this folder instead of the editor's own plugin folder")
     p.set_defaults(func=cmd_install_plugin)
+    p = sub.add_parser("service", help="start the daemon at login (systemd user unit, launchd agent, Startup)")
+    p.add_argument("action", choices=("install", "uninstall", "status"))
+    p.add_argument("--no-start", action="store_true", help="only write (or remove) the unit; do not start or stop it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_service)
     p = sub.add_parser("stop", help="stop the daemon")
     p.set_defaults(func=cmd_stop)
     return parser

@@ -162,7 +162,10 @@ class RetouchDocker(DockWidget):
         self.model_box.addItem(f"Default ({task.get('default_model')})", None)
         for m in self.models:
             if m.get("task") == task["name"]:
-                self.model_box.addItem(str(m["name"]), m["name"])
+                label = str(m["name"])
+                if m.get("commercial") is False:  # marked wherever models are listed
+                    label += f"  (NON-COMMERCIAL: {m.get('license')})"
+                self.model_box.addItem(label, m["name"])
         for param in task.get("params", []):
             widget, getter = _input_for(param)
             widget.setToolTip(str(param.get("help", "")))

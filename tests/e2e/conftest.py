@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,16 @@ class Chroot:
     def run(self, argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
         base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
         cmd = ["chroot", str(self.root), "env", "-i", *(f"{k}={v}" for k, v in {**base, **env}.items()), *argv]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        # a session of its own, so a timeout kills the editor and its Xvfb too, not only `chroot`
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            err += f"\n[killed after {timeout} s]"
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="session")

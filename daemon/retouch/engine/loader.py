@@ -6,6 +6,7 @@ tiling and task code never special-cases a backend.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,11 +111,32 @@ def load_model(path: Path, device: torch.device, precision: str = "auto", condit
     return _load_torch(path, device, precision, condition)
 
 
+def read_descriptor(path: Path) -> object:
+    """spandrel's descriptor of a PyTorch model file, on the CPU, without running code from the file.
+
+    .safetensors hold tensors only; .pth/.pt/.ckpt are unpickled by torch with `weights_only=True`, which refuses
+    anything but tensors and plain containers (a pickle that would run code is an error, not a model).
+    """
+    import spandrel
+
+    loader = spandrel.ModelLoader(device=torch.device("cpu"))
+    if path.suffix.lower() == ".safetensors":
+        return loader.load_from_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's message spans many lines; keep what names the cause
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()
+                       and "error" not in line.lower() and "issue" not in line.lower()), "")
+        raise ValueError("it is not plain weights: it holds objects or code that Retouch will not unpickle"
+                         + (f" ({detail})" if detail else "")) from None
+    return loader.load_from_state_dict(state)
+
+
 def _load_torch(path: Path, device: torch.device, precision: str, condition: str | None) -> LoadedModel:
     import spandrel
 
     try:
-        desc = spandrel.ModelLoader(device=torch.device("cpu")).load_from_file(path)
+        desc = read_descriptor(path)
     except spandrel.UnsupportedModelError:
         raise UnsupportedModel(f"model file {path.name}: spandrel does not recognise this architecture") from None
     except Exception as exc:  # corrupt files raise anything from pickle, zip or safetensors

@@ -29,6 +29,10 @@ class ModelSpec:
     description: str = ""
     condition: str | None = None  # what an extra conditioning input channel carries ("noise_sigma", "blur_hint")
     condition_scale: float = 1.0  # a noise_sigma model is fed sigma * this (measured by training/calibrate_denoise.py)
+    architecture: str | None = None
+    sha256: str | None = None  # recorded when the model was installed (`retouch models verify` checks it)
+    commercial: bool | None = None  # commercial use allowed by the licence; None: not known
+    source: str | None = None  # where the file came from
 
     def to_wire(self) -> dict:
         d = asdict(self)
@@ -64,9 +68,28 @@ def _builtin_specs() -> list[ModelSpec]:
                     description=entry.get("description", ""),
                     condition=entry.get("condition"),
                     condition_scale=float(entry.get("condition_scale", 1.0)),
+                    architecture=entry.get("architecture"),
+                    sha256=entry.get("sha256"),
+                    commercial=entry.get("commercial"),
+                    source="builtin (trained by Retouch: training/)",
                 )
             )
     return specs
+
+
+def _user_spec(path: Path) -> ModelSpec:
+    """A file in the user folder, with what its sidecar `<name>.json` (from `retouch models add/download`) says."""
+    try:
+        meta = json.loads(path.with_name(path.stem + ".json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
+    scale = meta.get("scale")
+    return ModelSpec(name=path.stem, path=path, builtin=False, task=meta.get("task"),
+                     scale=scale if isinstance(scale, int) else None, license=meta.get("license"),
+                     architecture=meta.get("architecture"), sha256=meta.get("sha256"),
+                     commercial=meta.get("commercial"), source=meta.get("source"))
 
 
 def list_models() -> list[ModelSpec]:
@@ -76,7 +99,7 @@ def list_models() -> list[ModelSpec]:
     if folder.is_dir():
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() in MODEL_SUFFIXES and path.is_file() and path.stem not in taken:
-                specs.append(ModelSpec(name=path.stem, path=path, builtin=False))
+                specs.append(_user_spec(path))
                 taken.add(path.stem)
     return specs
 
