@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine.loader import MODEL_SUFFIXES, ONNX_SUFFIXES
-from .engine.registry import BUILTIN_DIR, list_models, user_models_dir
+from .engine.registry import BUILTIN_DIR, list_models, user_dir, user_models_dir
 from .errors import RetouchError, UnknownModel, shown
 
 CATALOG = BUILTIN_DIR / "catalog.toml"
@@ -201,12 +201,7 @@ def verify(name: str | None = None) -> list[dict[str, Any]]:
 
 # ---- downloads -------------------------------------------------------------------------------------------------------
 def download_cache() -> Path:
-    override = os.environ.get("RETOUCH_DOWNLOAD_CACHE")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("retouch", appauthor=False)) / "downloads"
+    return user_dir("RETOUCH_DOWNLOAD_CACHE", "cache", "downloads")
 
 
 def download(name: str, on_bytes: Callable[[int, int], None] | None = None, timeout: float = 30.0) -> dict[str, Any]:

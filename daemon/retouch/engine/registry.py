@@ -40,13 +40,19 @@ class ModelSpec:
         return d
 
 
-def user_models_dir() -> Path:
-    override = os.environ.get("RETOUCH_MODELS_DIR")
+def user_dir(override_var: str, kind: str, name: str) -> Path:
+    """`$override_var` when set, else `<platformdirs user_{kind}_dir>/retouch/<name>` (kind: data, cache)."""
+    override = os.environ.get(override_var)
     if override:
         return Path(override)
     import platformdirs
 
-    return Path(platformdirs.user_data_dir("retouch", appauthor=False)) / "models"
+    base = {"data": platformdirs.user_data_dir, "cache": platformdirs.user_cache_dir}[kind]
+    return Path(base("retouch", appauthor=False)) / name
+
+
+def user_models_dir() -> Path:
+    return user_dir("RETOUCH_MODELS_DIR", "data", "models")
 
 
 def _builtin_specs() -> list[ModelSpec]:
