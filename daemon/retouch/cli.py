@@ -12,13 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from . import __version__, connection
+from . import __version__, connection, filejob
 from .client import Client, Progress
-from .errors import BadRequest, DaemonUnavailable, ImageError, RetouchError
-from .imageio import SUPPORTED_SUFFIXES, LoadedImage, read_image, write_image
-from .pixels import NUMPY_DTYPES, frame_to_array, spec_for_array
+from .errors import BadRequest, DaemonUnavailable, RetouchError
+from .protocol import ImageSpec
 
 START_TIMEOUT = 60.0
 
@@ -78,31 +75,6 @@ def _serve_detached(args: argparse.Namespace) -> int:
 
 
 # ---- image <-> wire ------------------------------------------------------------------------------------------
-def _to_wire(img: LoadedImage) -> tuple[np.ndarray, bool]:
-    """RGB(A)/GRAY array for the wire; gray+alpha travels as RGBA (returns whether to fold it back)."""
-    px = img.pixels
-    if px.ndim == 3 and px.shape[2] == 2:
-        gray, alpha = px[:, :, :1], px[:, :, 1:]
-        return np.concatenate([gray, gray, gray, alpha], axis=2), True
-    return px, False
-
-
-def _from_wire(arr: np.ndarray, fold_gray_alpha: bool) -> np.ndarray:
-    if fold_gray_alpha:
-        gray = arr[:, :, :3].astype(np.float32).mean(axis=2, keepdims=True)
-        return np.concatenate([gray.round().astype(arr.dtype) if arr.dtype.kind == "u" else gray.astype(arr.dtype),
-                               arr[:, :, 3:]], axis=2)
-    return arr
-
-
-def _check_output(path: Path) -> None:
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise ImageError(f"{path}: cannot write '{path.suffix or 'no extension'}' files "
-                         f"(use one of {', '.join(SUPPORTED_SUFFIXES)})")
-    if not path.parent.is_dir():
-        raise ImageError(f"{path}: the folder {path.parent} does not exist")
-
-
 # CLI flag -> task parameter; only flags the user gave are sent, so the daemon names any that the task lacks.
 PARAM_FLAGS = ("scale", "noise_level", "blur", "ensemble", "exposure", "white_balance", "auto_exposure",
                "auto_white_balance", "strength", "grain", "grain_seed", "color_fix")
@@ -163,35 +135,18 @@ def _model_arg(model: str | None) -> str | None:
 
 
 def enhance_file(client: Client, src: Path, dst: Path, args: argparse.Namespace, label: str) -> dict[str, Any]:
-    started = time.monotonic()
-    _check_output(dst)
-    img = read_image(src)
-    arr, fold = _to_wire(img)
-    spec = spec_for_array(arr)
+    """One file through the daemon."""
     bar = ProgressBar(label, not args.quiet)
-    try:
-        result = client.enhance(args.task, np.ascontiguousarray(arr).tobytes(), spec, on_progress=bar,
-                                params=_params(args), model=_model_arg(args.model), tile=args.tile, device=args.device)
-    finally:
-        bar.close()
-    out = frame_to_array(result.spec, result.pixels)
-    out = out.astype(NUMPY_DTYPES[result.spec.dtype].newbyteorder("="), copy=False)
-    write_image(dst, _from_wire(out, fold), img.icc_profile)
-    info = result.info
-    return {
-        "input": str(src),
-        "output": str(dst),
-        "task": info.get("task", args.task),
-        "model": info.get("model"),
-        "device": info.get("device"),
-        "dtype": info.get("dtype"),
-        "params": info.get("params"),
-        "seconds": round(time.monotonic() - started, 3),
-        "daemon_seconds": info.get("seconds"),
-        "input_size": info.get("input_size"),
-        "output_size": info.get("output_size"),
-        "tiles": info.get("tiles"),
-    }
+
+    def run(frame: bytes, spec: ImageSpec) -> tuple[ImageSpec, bytes, dict[str, Any]]:
+        try:
+            result = client.enhance(args.task, frame, spec, on_progress=bar, params=_params(args),
+                                    model=_model_arg(args.model), tile=args.tile, device=args.device)
+        finally:
+            bar.close()
+        return result.spec, result.pixels, result.info
+
+    return filejob.enhance_file(src, dst, args.task, run)
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
@@ -210,42 +165,29 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    in_dir, out_dir = Path(args.input_dir), Path(args.output_dir)
-    if not in_dir.is_dir():
-        raise ImageError(f"{in_dir}: not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = args.format if args.format else None
-    files = sorted(p for p in in_dir.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
-    if not files:
-        raise ImageError(f"{in_dir}: no PNG, JPEG or TIFF files in this folder")
+    plan = filejob.plan_batch(Path(args.input_dir), Path(args.output_dir), args.format)
+    if args.ray is not None:
+        from . import raybatch
+
+        return raybatch.run_batch(plan, args, _params(args), _model_arg(args.model))
+    for r in plan.records:
+        if "error" in r:
+            print(f"retouch: {Path(r['input']).name}: {r['error']}", file=sys.stderr)
     client = Client(start_timeout=START_TIMEOUT)
-    done = skipped = failed = 0
-    records = []
-    claimed: dict[Path, Path] = {}
-    for i, src in enumerate(files, 1):
-        dst = out_dir / (src.stem + (f".{suffix.lstrip('.')}" if suffix else src.suffix))
-        if dst in claimed:
-            failed += 1
-            message = f"same output {dst.name} as {claimed[dst].name}; rename one of them"
-            records.append({"input": str(src), "error": message, "code": "bad_image"})
-            print(f"retouch: {src.name}: {message}", file=sys.stderr)
-            continue
-        claimed[dst] = src
-        if dst.exists():
-            skipped += 1
-            records.append({"input": str(src), "output": str(dst), "skipped": True})
-            continue
+    records = list(plan.records)
+    done = 0
+    for i, (src, dst) in enumerate(plan.jobs, 1):
         try:
-            records.append(enhance_file(client, src, dst, args, f"[{i}/{len(files)}] {src.name}"))
+            records.append(enhance_file(client, src, dst, args, f"[{i}/{len(plan.jobs)}] {src.name}"))
             done += 1
         except RetouchError as exc:
-            failed += 1
             records.append({"input": str(src), "error": exc.message, "code": exc.code})
             print(f"retouch: {src.name}: {exc.message}", file=sys.stderr)
+    failed = sum(1 for r in records if "error" in r)
     if args.json:
-        print(json.dumps({"done": done, "skipped": skipped, "failed": failed, "files": records}))
+        print(json.dumps({"done": done, "skipped": plan.skipped, "failed": failed, "files": records}))
     elif not args.quiet:
-        print(f"{done} enhanced, {skipped} skipped (output exists), {failed} failed -> {out_dir}")
+        print(f"{done} enhanced, {plan.skipped} skipped (output exists), {failed} failed -> {plan.out_dir}")
     return 1 if failed else 0
 
 
@@ -524,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input_dir")
     p.add_argument("-o", "--output-dir", required=True)
     p.add_argument("--format", choices=("png", "jpg", "tif"), help="output format (default: same as the input)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on Ray: a local Ray runtime, or join ADDRESS (ray://host:10001 or auto); "
+                        "needs pip install 'retouch[cluster]'")
+    p.add_argument("--workers", type=int, help="Ray: actors (default: the cluster's CPUs / threads per worker)")
+    p.add_argument("--threads-per-worker", type=int, default=1, help="Ray: CPU threads (and CPUs) per actor")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPU share per actor, e.g. 0.5")
     _add_job_options(p)
     p.set_defaults(func=cmd_batch)
 

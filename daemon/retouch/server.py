@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -28,10 +28,9 @@ from .engine import Engine
 from .engine.device import pick_device
 from .engine.registry import list_models
 from .errors import AuthError, BadRequest, Cancelled, ProtocolMismatch, Replayed, RetouchError, shown
-from .pipeline import run_pipeline
-from .pixels import array_to_frame, decode_image, decode_mask, encode_image, frame_to_array
+from .jobs import process_frame
 from .protocol import ImageSpec, mask_spec
-from .tasks import TASKS, TaskContext, get_task
+from .tasks import TASKS, get_task
 
 log = logging.getLogger("retouch.server")
 
@@ -393,7 +392,6 @@ class Daemon:
 
     def _run_job(self, push: zmq.Socket, job: Job) -> None:
         self.current = job
-        started = time.monotonic()
         last_sent = [0.0]
 
         def progress(fraction: float, stage: str) -> None:
@@ -411,21 +409,9 @@ class Daemon:
                 raise Cancelled("job cancelled")
 
         try:
-            progress(0.0, "decoding")
-            image = decode_image(job.spec, job.frame)
-            mask = decode_mask(mask_spec(job.spec.width, job.spec.height), job.mask_frame) if job.mask_frame else None
-            task = get_task(job.task)
-            device = pick_device(job.device) if job.device else None
-            ctx = TaskContext(self.engine, progress, check_cancel, job.model, job.tile, device)
-            result = run_pipeline(task, ctx, image, mask, job.params)
-            check_cancel()
-            if result.unchanged:
-                out_spec, out_frame = replace(job.spec, stride=0), array_to_frame(frame_to_array(job.spec, job.frame),
-                                                                        job.spec.dtype)
-            else:
-                out_spec, out_frame = encode_image(result.image, job.spec)
-            info = dict(result.info, task=job.task, params=job.params, seconds=round(time.monotonic() - started, 3),
-                        input_size=[job.spec.width, job.spec.height], output_size=[out_spec.width, out_spec.height])
+            out_spec, out_frame, info = process_frame(
+                self.engine, job.task, job.spec, job.frame, job.params, mask_frame=job.mask_frame, model=job.model,
+                tile=job.tile, device=job.device, progress=progress, check_cancel=check_cancel)
             header = protocol.reply_header(job.parent, "result", job_id=job.job_id, image=out_spec.to_header(),
                                            info=info)
             self.completed += 1

@@ -262,3 +262,18 @@ def test_daemon_dying_mid_job_is_reported_and_the_document_is_untouched(chroot, 
     rep = report(out, "daemon_dies")
     assert "exited while running the job" in rep["error"], rep["error"]
     assert rep["source_unchanged"] and rep["layers_after"] == rep["layers_before"] and rep["documents_added"] == 0
+
+
+def test_preview_runs_on_the_centre_crop_without_a_selection(chroot, workdir: Path, pykrita: Path,
+                                                             e2e_daemon: Path) -> None:
+    """No view in kritarunner, so Preview falls back to a 512 px centre crop; the layer is marked [preview]."""
+    pixels = np.random.default_rng(3).integers(0, 256, (600, 700, 4), dtype=np.uint8)
+    pixels[:, :, 3] = 255
+    case = {"name": "preview", "depth": "U8", "task": "tone", "width": 700, "height": 600,
+            "params": {"preview": True}, "pixels": pixels.tobytes()}
+    out, _ = kritarunner(chroot, workdir, pykrita, [case], e2e_daemon, "preview")
+    rep = report(out, "preview")
+    assert "error" not in rep, rep["error"]
+    assert rep["target"] == [94, 44, 512, 512] and rep["layer"]["rect"] == [94, 44, 512, 512]
+    assert rep["layer"]["name"].endswith("[preview]")
+    assert rep["source_unchanged"]
