@@ -17,6 +17,7 @@ import pytest
 import torch
 from onnx_export import save_onnx
 from retouch.engine import MIN_TILE, Engine, LoadedModel, ModelSpec, RunInfo, is_oom, loader, registry, tiling
+from retouch.engine.device import cpu_has_bf16
 from retouch.errors import UnknownModel, UnsupportedModel
 from retouch.pixels import NUMPY_DTYPES, decode_image, encode_image, frame_to_array
 from retouch.protocol import ImageSpec
@@ -273,7 +274,8 @@ def test_get_caches_the_model() -> None:
     assert a is b
     assert eng.loads == 1
     assert eng.loaded() == [str(spec.path)]
-    assert a.scale == 2 and a.backend == "torch" and a.input_channels == 3 and a.dtype == "fp32"
+    assert a.scale == 2 and a.backend == "torch" and a.input_channels == 3
+    assert a.dtype == ("bf16" if cpu_has_bf16() else "fp32")  # auto precision on the CPU
     assert a.device == torch.device("cpu") and a.device_name == "cpu"
 
 
