@@ -203,6 +203,22 @@ def levers(args: argparse.Namespace) -> None:
     print(f"torch bf16 channels_last, one tile                         {times['bf16'] / mp:6.2f} s/out MP")
     eng = Engine(device="cpu", precision="bf16")
     m = eng.get(spec)
+    tiles = [np.ascontiguousarray(img[y:y + 128, x:x + 128]) for y in range(0, 512, 128) for x in range(0, 512, 128)]
+    net = m._descriptor.model  # type: ignore[union-attr]
+
+    def one_by_one() -> None:
+        for t in tiles:
+            m(t)
+
+    def batched(n: int) -> None:
+        with torch.inference_mode():
+            for i in range(0, len(tiles), n):
+                x = torch.from_numpy(np.stack([t.transpose(2, 0, 1) for t in tiles[i:i + n]]))
+                net(x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)).float()
+
+    t1 = best_of(args.repeat, one_by_one)
+    t4, t16 = best_of(args.repeat, lambda: batched(4)), best_of(args.repeat, lambda: batched(16))
+    print(f"16 tiles of 128 px (bf16): one per call {t1:.2f} s, 4 per call {t4:.2f} s, 16 per call {t16:.2f} s")
     print("tile size (bf16):", end="")
     for tile in (128, 256, 512, 1024):
         t = best_of(args.repeat, lambda: eng.run(m, img, tile=tile))  # noqa: B023
