@@ -243,7 +243,7 @@ def memory_child(megapixels: float, precision: str) -> None:
     engine = Engine(device="cpu", precision=precision)
     params = get_task("upscale").parse_params({"scale": 2})
     started = time.perf_counter()
-    out_spec, out, _ = process_frame(engine, "upscale", spec, frame, params)
+    out_spec, out, _, _ = process_frame(engine, "upscale", spec, frame, params)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
     print(json.dumps({"mp": spec.width * spec.height / 1e6, "out_mp": out_spec.width * out_spec.height / 1e6,

@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import __version__, connection, filejob
 from .client import Client, Progress
 from .errors import BadRequest, DaemonUnavailable, RetouchError
+from .imageio import write_image
 from .protocol import ImageSpec
 
 START_TIMEOUT = 60.0
@@ -137,16 +140,35 @@ def _model_arg(model: str | None) -> str | None:
 def enhance_file(client: Client, src: Path, dst: Path, args: argparse.Namespace, label: str) -> dict[str, Any]:
     """One file through the daemon."""
     bar = ProgressBar(label, not args.quiet)
+    review_path = getattr(args, "review", None)
+    params = _params(args)
+    if review_path:
+        filejob.check_output(Path(review_path))
+        params["review"] = True
+    reviews: list[bytes | None] = []
 
     def run(frame: bytes, spec: ImageSpec) -> tuple[ImageSpec, bytes, dict[str, Any]]:
         try:
-            result = client.enhance(args.task, frame, spec, on_progress=bar, params=_params(args),
+            result = client.enhance(args.task, frame, spec, on_progress=bar, params=params,
                                     model=_model_arg(args.model), tile=args.tile, device=args.device)
         finally:
             bar.close()
+        reviews.append(result.review)
         return result.spec, result.pixels, result.info
 
-    return filejob.enhance_file(src, dst, args.task, run)
+    record = filejob.enhance_file(src, dst, args.task, run)
+    if review_path and reviews and reviews[0] is not None:
+        size = record_review_size(record, reviews[0])
+        write_image(Path(review_path), np.frombuffer(reviews[0], np.uint8).reshape(size[1], size[0]))
+        record["review"] = str(review_path)
+    return record
+
+
+def record_review_size(record: dict[str, Any], review: bytes) -> tuple[int, int]:
+    w, h = record["output_size"] or (0, 0)
+    if w * h != len(review):
+        raise RetouchError(f"the review map has {len(review)} pixels, the result {w}x{h}")
+    return w, h
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
@@ -459,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enhance", help="enhance one image")
     p.add_argument("input", help="PNG, JPEG or TIFF file")
     p.add_argument("-o", "--output", required=True, help="where to write the result (replaced only when complete)")
+    p.add_argument("--review", metavar="PATH", help="also write the invention map (gray image: white = detail the "
+                   "input does not support) to PATH; model tasks only")
     _add_job_options(p)
     p.set_defaults(func=cmd_enhance)
 

@@ -46,6 +46,7 @@ class Result:
     pixels: bytes
     info: dict[str, Any] = field(default_factory=dict)
     job_id: str = ""
+    review: bytes | None = None  # invention map, 8-bit gray at the result's size (params review=True)
 
 
 def daemon_command() -> list[str]:
@@ -274,7 +275,14 @@ class Job:
             self.done = True
             spec = ImageSpec.from_header(h["image"])
             spec.check_frame(msg.buffers[0], "result")
-            return Result(spec, msg.buffers[0], dict(h.get("info", {})), self.job_id)
+            info = dict(h.get("info", {}))
+            review = None
+            if isinstance(info.get("review"), dict) and len(msg.buffers) > 1:
+                size = info["review"]
+                if len(msg.buffers[1]) != int(size["width"]) * int(size["height"]):
+                    raise RetouchError(f"the review frame has {len(msg.buffers[1])} bytes, not {size}")
+                review = msg.buffers[1]
+            return Result(spec, msg.buffers[0], info, self.job_id, review)
         if msg.type == "error":
             self.done = True
             raise error_from_wire(h.get("error", {}))

@@ -202,3 +202,36 @@ def make_client(settings_path: Path) -> Any:
     if command and not os.environ.get("RETOUCH_DAEMON_COMMAND"):
         os.environ["RETOUCH_DAEMON_COMMAND"] = str(command)
     return Client(autostart=True, start_timeout=90.0, timeout=30.0)
+
+
+# ---- review layer ------------------------------------------------------------------------------------------------
+REVIEW_LAYER = "Retouch review"
+
+
+def review_pixels(gray: bytes, dtype: str, order: str) -> bytes:
+    """The invention map (8-bit, 255 = invented) as red pixels whose alpha is the map, in an editor's layout.
+
+    Over the result, the layer tints invented detail red in proportion to how invented it is.
+    """
+    n = len(gray)
+    red = 2 if order == "BGRA" else 0
+    if dtype == "u8":
+        out = bytearray(n * 4)
+        out[red::4] = b"\xff" * n
+        out[3::4] = gray
+        return bytes(out)
+    if dtype == "u16":  # little-endian: the value g * 257 is the byte g twice
+        out = bytearray(n * 8)
+        out[red * 2::8] = b"\xff" * n
+        out[red * 2 + 1::8] = b"\xff" * n
+        out[6::8] = gray
+        out[7::8] = gray
+        return bytes(out)
+    import struct
+
+    code = {"f16": "e", "f32": "f"}[dtype]
+    lut = [struct.pack("<" + code, v / 255.0) for v in range(256)]
+    channels = [lut[0], lut[0], lut[0]]
+    channels[red] = lut[255]
+    head = b"".join(channels)
+    return b"".join(head + lut[g] for g in gray)

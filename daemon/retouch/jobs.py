@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from .engine import Engine
 from .engine.device import pick_device
 from .pipeline import run_pipeline
@@ -21,8 +23,13 @@ from .tasks import TaskContext, get_task
 def process_frame(engine: Engine, task_name: str, spec: ImageSpec, frame: bytes, params: dict[str, Any], *,
                   mask_frame: bytes | None = None, model: str | None = None, tile: int | None = None,
                   device: str | None = None, progress: Callable[[float, str], None] = lambda f, s: None,
-                  check_cancel: Callable[[], None] = lambda: None) -> tuple[ImageSpec, bytes, dict[str, Any]]:
-    """Run `task_name` (with already parsed `params`) on one frame; returns (spec, frame, info) of the result."""
+                  check_cancel: Callable[[], None] = lambda: None
+                  ) -> tuple[ImageSpec, bytes, dict[str, Any], bytes | None]:
+    """Run `task_name` (with already parsed `params`) on one frame; returns (spec, frame, info, review) of the result.
+
+    `review` is the invention map as 8-bit gray at the result's size (0 = supported by the input, 255 = invented)
+    when the job asked for it, else None; `info["review"]` then gives its size.
+    """
     started = time.monotonic()
     progress(0.0, "decoding")
     image = decode_image(spec, frame)
@@ -37,4 +44,8 @@ def process_frame(engine: Engine, task_name: str, spec: ImageSpec, frame: bytes,
         out_spec, out_frame = encode_image(result.image, spec)
     info = dict(result.info, task=task_name, params=params, seconds=round(time.monotonic() - started, 3),
                 input_size=[spec.width, spec.height], output_size=[out_spec.width, out_spec.height])
-    return out_spec, out_frame, info
+    review = None
+    if result.review is not None:
+        review = np.round(result.review * 255).astype(np.uint8).tobytes()
+        info["review"] = {"width": int(result.review.shape[1]), "height": int(result.review.shape[0])}
+    return out_spec, out_frame, info, review

@@ -17,6 +17,7 @@ import numpy as np
 
 from .ops.colorfix import color_fix
 from .ops.grain import add_grain
+from .ops.review import invention_map
 from .ops.tone import auto_tone
 from .pixels import WorkImage, resize, resize_alpha
 from .tasks.base import Task, TaskContext, TaskResult
@@ -40,6 +41,12 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
         work = WorkImage(color, image.alpha, image.gray)
     result = task.run(ctx, work, mask, params)
     out = result.image.color
+    review = None
+    if params.get("review"):
+        def again(color: np.ndarray) -> np.ndarray:
+            return task.run(ctx, WorkImage(color, None, work.gray), None, params).image.color
+
+        review = invention_map(again, work.color, out)
     post: dict[str, Any] = {}
     if params["color_fix"] != "none":
         out = color_fix(out, _at_size(work.color, out), params["color_fix"])
@@ -62,7 +69,7 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
     if post:
         info["post"] = post
     image_out = WorkImage(np.ascontiguousarray(out, dtype=np.float32), result.image.alpha, result.image.gray)
-    return TaskResult(image_out, info)
+    return TaskResult(image_out, info, review=review)
 
 
 def _source_only(task: Task, image: WorkImage, params: dict[str, Any]) -> TaskResult:

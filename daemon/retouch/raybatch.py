@@ -46,8 +46,9 @@ class EnhanceActor:
     def run(self, frame: bytes, spec: Any) -> tuple[Any, bytes, dict[str, Any]]:
         from .jobs import process_frame
 
-        return process_frame(self.engine, self.task, spec, frame, self.params, model=self.model, tile=self.tile,
-                             device=self.device)
+        out_spec, out_frame, info, _review = process_frame(self.engine, self.task, spec, frame, self.params,
+                                                           model=self.model, tile=self.tile, device=self.device)
+        return out_spec, out_frame, info
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"input": [], "output": [], "error": [], "seconds": [], "model": []}

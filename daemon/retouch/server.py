@@ -409,13 +409,13 @@ class Daemon:
                 raise Cancelled("job cancelled")
 
         try:
-            out_spec, out_frame, info = process_frame(
+            out_spec, out_frame, info, review = process_frame(
                 self.engine, job.task, job.spec, job.frame, job.params, mask_frame=job.mask_frame, model=job.model,
                 tile=job.tile, device=job.device, progress=progress, check_cancel=check_cancel)
             header = protocol.reply_header(job.parent, "result", job_id=job.job_id, image=out_spec.to_header(),
                                            info=info)
             self.completed += 1
-            self._push(push, job, header, [out_frame])
+            self._push(push, job, header, [out_frame] if review is None else [out_frame, review])
         except RetouchError as exc:
             self._push(push, job, protocol.reply_header(job.parent, "error", job_id=job.job_id, error=exc.to_wire()))
         except Exception as exc:

@@ -211,18 +211,38 @@ def apply(request: Request, result: Result) -> Any:
             document.waitForDone()
         parent, above = source.parentNode(), source
 
-    layer = document.createNode(name, "paintlayer")
-    if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != (
-            source.colorModel(), source.colorDepth(), source.colorProfile()):
-        layer.setColorSpace(source.colorModel(), source.colorDepth(), source.colorProfile())
-    layer.setPixelData(pixels, target.x, target.y, target.width, target.height)
+    layer = _paint_layer(document, source, name, pixels, target)
     if request.selection is not None:
         mask = document.createTransparencyMask("Selection")
         mask.setSelection(_selection(request.selection, request.region.target, s, target))
         layer.addChildNode(mask, None)
-    parent.addChildNode(layer, above)
+    added = layer
+    if result.review is not None:
+        # the result and its hidden review layer go in one group: one node added, so one undo removes both
+        review = editor.crop_rows(result.review, result.spec.width, 1, inner)
+        overlay = _paint_layer(document, source, editor.REVIEW_LAYER,
+                               editor.review_pixels(review, request.spec.dtype, request.spec.order), target)
+        overlay.setVisible(False)
+        if request.selection is not None:
+            review_mask = document.createTransparencyMask("Selection")
+            review_mask.setSelection(_selection(request.selection, request.region.target, s, target))
+            overlay.addChildNode(review_mask, None)
+        added = document.createGroupLayer(name)
+        added.addChildNode(layer, None)
+        added.addChildNode(overlay, layer)
+    parent.addChildNode(added, above)
     document.waitForDone()
     document.refreshProjection()
+    return layer
+
+
+def _paint_layer(document: Any, like: Any, name: str, pixels: bytes, at: editor.Rect) -> Any:
+    """A new paint layer in `like`'s colour space, filled before it enters the document."""
+    layer = document.createNode(name, "paintlayer")
+    if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != (
+            like.colorModel(), like.colorDepth(), like.colorProfile()):
+        layer.setColorSpace(like.colorModel(), like.colorDepth(), like.colorProfile())
+    layer.setPixelData(pixels, at.x, at.y, at.width, at.height)
     return layer
 
 

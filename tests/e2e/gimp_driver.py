@@ -98,6 +98,14 @@ def run_case(case, out):
         if layer.get_mask() is not None:
             mask = layer.get_mask().get_buffer().get(rect(0, 0, lw, lh), 1.0, "Y u8", Gegl.AbyssPolicy.NONE)
             (out / f"{case['name']}.mask").write_bytes(bytes(mask))
+        reviews = [x for x in owner.get_layers() if x.get_name() == "Retouch review"]
+        if reviews:
+            r = reviews[0]
+            report["review"] = {"visible": r.get_visible(), "offsets": list(r.get_offsets()[1:]),
+                                "size": [r.get_width(), r.get_height()], "has_mask": r.get_mask() is not None}
+            data = r.get_buffer().get(rect(0, 0, r.get_width(), r.get_height()), 1.0, "R'G'B'A u8",
+                                      Gegl.AbyssPolicy.NONE)
+            (out / f"{case['name']}.review").write_bytes(bytes(data))
     return report
 
 

@@ -92,6 +92,13 @@ def run_case(app, case: dict, out: Path) -> dict:
             "children": [(c.name(), c.type()) for c in layer.childNodes()],
         }
         report["layer_pixels"] = _write(out, f"{case['name']}.layer", layer.pixelData(t.x, t.y, t.width, t.height))
+        parent = layer.parentNode()
+        report["parent"] = {"name": parent.name(), "type": parent.type(),
+                            "children": [[c.name(), c.type(), c.visible()] for c in parent.childNodes()]}
+        reviews = [c for c in parent.childNodes() if c.name() == "Retouch review"]
+        if reviews:
+            report["review_pixels"] = _write(out, f"{case['name']}.review",
+                                             reviews[0].pixelData(t.x, t.y, t.width, t.height))
         masks = [c for c in layer.childNodes() if c.type() == "transparencymask"]
         if masks:
             sel = masks[0].selection()

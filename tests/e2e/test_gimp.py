@@ -49,9 +49,11 @@ CASES: list[dict[str, Any]] = [
     {"name": "gray_denoise", "precision": "u8-non-linear", "base": "gray", "task": "denoise", "args": {}},
     {"name": "indexed_refused", "precision": "u8-non-linear", "indexed": True, "task": "denoise", "args": {}},
     {"name": "typo_refused", "precision": "u8-non-linear", "task": "denoise", "args": {"options": "noise_levl=3"}},
+    {"name": "review_layer", "precision": "u8-non-linear", "task": "denoise", "selection": SELECTION,
+     "args": {"review": True, "options": "noise_level=10"}},
     {"name": "unknown_task_refused", "precision": "u8-non-linear", "task": "paint", "args": {}},
 ]
-GOOD = [c for c in CASES if "refused" not in c["name"]]
+GOOD = [c for c in CASES if "refused" not in c["name"] and c["name"] != "review_layer"]
 
 
 def gimp_batch(chroot, workdir: Path, home: Path, cases: list[dict], runtime: Path, tag: str) -> Path:
@@ -193,3 +195,25 @@ def test_unreachable_daemon_leaves_the_image_alone(chroot, workdir: Path, gimp_h
     message = rep.get("error", "") + rep.get("pdb_error", "")
     assert "/bin/false serve --detach" in message, message
     assert rep["source_unchanged"] and rep["layers_after"] == rep["layers_before"]
+
+
+def test_review_layer_hidden_above_the_result(gimp_run: Path, e2e_daemon: Path) -> None:
+    rep = report(gimp_run, "review_layer")
+    assert rep["status"] == "success", rep
+    layer = rep["layer"]
+    assert rep["layers_after"] == ["Retouch review", layer["name"], *rep["layers_before"]]
+    review = rep["review"]
+    assert review["visible"] is False and review["has_mask"]
+    assert review["offsets"] + review["size"] == layer["rect"]
+    sel = np.frombuffer((gimp_run / "review_layer.selection").read_bytes(), np.uint8).reshape(H, W)
+    region = editor.job_region(editor.Rect(0, 0, W, H), editor.Rect(*bounding_box(sel)))
+    s = region.sent
+    client = Client(autostart=False, timeout=120, path=e2e_daemon / "daemon.json")
+    src = photo(W, H, "u8", "RGBA", "srgb")
+    expected = client.enhance("denoise", src[s.y:s.bottom, s.x:s.right].tobytes(),
+                              ImageSpec(s.width, s.height, "u8", "RGBA", "srgb"),
+                              params={"noise_level": 10, "review": True},
+                              mask=sel[s.y:s.bottom, s.x:s.right].tobytes())
+    want = editor.crop_rows(expected.review, s.width, 1, region.inner)
+    got = np.frombuffer((gimp_run / "review_layer.review").read_bytes(), np.uint8).reshape(-1, 4)
+    assert got[:, 3].tobytes() == want and (got[:, 0] == 255).all()

@@ -277,3 +277,32 @@ def test_preview_runs_on_the_centre_crop_without_a_selection(chroot, workdir: Pa
     assert rep["target"] == [94, 44, 512, 512] and rep["layer"]["rect"] == [94, 44, 512, 512]
     assert rep["layer"]["name"].endswith("[preview]")
     assert rep["source_unchanged"]
+
+
+def test_review_layer_is_hidden_in_one_group_with_the_result(chroot, workdir: Path, pykrita: Path,
+                                                             e2e_daemon: Path) -> None:
+    case = {"name": "review", "depth": "U8", "task": "denoise", "selection": True,
+            "params": {"noise_level": 10, "review": True}}
+    out, _ = kritarunner(chroot, workdir, pykrita, [case], e2e_daemon, "review")
+    rep = report(out, "review")
+    assert "error" not in rep, rep["error"]
+    parent = rep["parent"]
+    assert parent["type"] == "grouplayer" and parent["name"] == rep["layer"]["name"]
+    assert [c[:2] for c in parent["children"]] == [[rep["layer"]["name"], "paintlayer"],
+                                                   ["Retouch review", "paintlayer"]]
+    assert parent["children"][1][2] is False, "the review layer must start hidden"
+    before = rep["layers_before"]
+    above = before.index("Source") + 1
+    assert rep["layers_after"] == [*before[:above], parent["name"], *before[above:]]
+    # its alpha is the daemon's invention map for the request the plugin sent
+    spec = ImageSpec.from_header(rep["spec"])
+    client = Client(autostart=False, timeout=120, path=e2e_daemon / "daemon.json")
+    expected = client.enhance("denoise", (out / rep["request_pixels"]).read_bytes(), spec,
+                              params={"noise_level": 10, "review": True},
+                              mask=(out / rep["request_mask"]).read_bytes())
+    t = rep["target"]
+    s = rep["sent"]
+    inner = editor.Rect(t[0] - s[0], t[1] - s[1], t[2], t[3])
+    want = editor.crop_rows(expected.review, spec.width, 1, inner)
+    got = np.frombuffer((out / rep["review_pixels"]).read_bytes(), np.uint8).reshape(-1, 4)
+    assert got[:, 3].tobytes() == want and (got[:, 2] == 255).all()

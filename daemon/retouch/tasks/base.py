@@ -65,6 +65,8 @@ COMMON_PARAMS = (
 
 # For every task that runs a model.
 ENSEMBLE = Param("ensemble", "bool", False, "average 8 flipped and turned passes: 8x slower, a little cleaner")
+REVIEW = Param("review", "bool", False, "also return an invention map: where the result is not supported by the "
+               "input (3 extra passes)", group="review")
 
 
 @dataclass
@@ -82,6 +84,7 @@ class TaskResult:
     image: WorkImage
     info: dict[str, Any] = field(default_factory=dict)
     unchanged: bool = False  # the source itself (strength 0): the daemon returns the input frame bit for bit
+    review: np.ndarray | None = None  # the invention map (H x W float32 in [0, 1]) when asked for
 
 
 class Task:

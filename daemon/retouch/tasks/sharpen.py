@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import BadRequest
 from ..pixels import WorkImage
-from .base import ENSEMBLE, Param, Task, TaskContext, TaskResult, check_restorer, load_for, run_info, run_tiles
+from .base import ENSEMBLE, REVIEW, Param, Task, TaskContext, TaskResult, check_restorer, load_for, run_info, run_tiles
 
 BLUR_HINTS = {"auto": 0.0, "defocus": 0.25, "motion": 0.5}  # values of the builtin model's conditioning channel
 
@@ -22,7 +22,7 @@ class Sharpen(Task):
     name = "sharpen"
     label = "Sharpen / deblur"
     description = "Recover defocus and camera-shake blur without halos."
-    params = (Param("blur", "str", "auto", "kind of blur, when known", choices=tuple(BLUR_HINTS)), ENSEMBLE)
+    params = (Param("blur", "str", "auto", "kind of blur, when known", choices=tuple(BLUR_HINTS)), ENSEMBLE, REVIEW)
 
     def default_model(self, params: dict[str, Any]) -> str:
         return "retouch-sharpen"

@@ -187,6 +187,7 @@ def apply(request: Request, result: Result) -> Any:
         image.undo_disable()
         layer = _new_layer(image, name, target.width, target.height, layer_type, pixels, request.babl, 0, 0)
         image.insert_layer(layer, None, 0)
+        _add_review(image, layer, result, inner, editor.Rect(0, 0, target.width, target.height), layer_type, False)
         if request.mask is not None:
             t = request.region.target
             scaled = read_selection(source_image, editor.Rect(t.x * s, t.y * s, t.width * s, t.height * s), s)
@@ -210,9 +211,24 @@ def apply(request: Request, result: Result) -> Any:
         image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
         if request.mask is not None:
             layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+        _add_review(image, layer, result, inner, target, layer_type, request.mask is not None)
     finally:
         image.undo_group_end()
     return layer
+
+
+def _add_review(image: Any, above: Any, result: Result, inner: editor.Rect, at: editor.Rect, kind: Any,
+                masked: bool) -> None:
+    """The invention map as a hidden layer "Retouch review" right above the result (red, alpha = the map)."""
+    if result.review is None:
+        return
+    gray = editor.crop_rows(result.review, result.spec.width, 1, inner)
+    layer = _new_layer(image, editor.REVIEW_LAYER, at.width, at.height, kind,
+                       editor.review_pixels(gray, "u8", "RGBA"), "R'G'B'A u8", at.x, at.y)
+    layer.set_visible(False)
+    image.insert_layer(layer, above.get_parent(), image.get_item_position(above))
+    if masked:
+        layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
 
 
 def _new_layer(image: Any, name: str, w: int, h: int, kind: Any, pixels: bytes, babl: str, x: int, y: int) -> Any:

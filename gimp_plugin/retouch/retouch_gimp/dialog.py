@@ -22,7 +22,7 @@ def show_dialog(procedure: Any, config: Any, task: str) -> bool:
     names += ["strength", "grain"]
     if enhance:
         names += ["face-strength"]
-    names += ["model", "options"]
+    names += ["review", "model", "options"]
     dialog = GimpUi.ProcedureDialog.new(procedure, config, f"Retouch AI: {task}")
     dialog.fill(names)
     try:

@@ -46,6 +46,8 @@ def _add_arguments(procedure: Any, with_task: bool) -> None:
     procedure.add_string_argument("model", "_Model", "Model name (empty: the task's default)", "", RW)
     procedure.add_boolean_argument("resize-image", "Scale _this image",
                                    "Upscaling: scale this image instead of opening a new one", False, RW)
+    procedure.add_boolean_argument("review", "_Review layer", "Also add a hidden layer \"Retouch review\" that "
+                                   "shows in red where the result is not supported by the input", False, RW)
     procedure.add_string_argument("options", "_Options", "More task parameters: NAME=VALUE pairs, e.g. "
                                   "noise_level=10 color_fix=wavelet", "", RW)
     procedure.add_layer_return_value("new-layer", "New layer", "The layer holding the result", True, RW)
@@ -92,7 +94,8 @@ class RetouchPlugIn(Gimp.PlugIn):
             if name == ENHANCE:
                 task = config.get_property("task")
         values = {key.replace("-", "_"): config.get_property(key)
-                  for key in ("scale", "strength", "grain", "face-strength", "model", "resize-image", "options")}
+                  for key in ("scale", "strength", "grain", "face-strength", "model", "resize-image", "options",
+                              "review")}
         Gimp.progress_init(f"Retouch: {task}…")
         running: dict[str, Any] = {}
         _cancel_on_exit(running)
