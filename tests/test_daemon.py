@@ -237,7 +237,7 @@ def test_tasks_payload(client: Client) -> None:
     assert set(tasks) >= {"upscale", "denoise", "sharpen", "tone"}
     common = {p["name"]: p["group"] for p in up["params"] if p["group"] != "task"}
     assert common == {"auto_exposure": "pre", "auto_white_balance": "pre", "strength": "post", "grain": "post",
-                      "grain_seed": "post", "color_fix": "post"}
+                      "grain_seed": "post", "color_fix": "post", "review": "review"}
     for t in tasks.values():  # every task offers the same pre/post controls
         assert [p["name"] for p in t["params"] if p["group"] != "task"] == list(common)
     noise = next(p for p in tasks["denoise"]["params"] if p["name"] == "noise_level")
