@@ -238,8 +238,10 @@ def test_tasks_payload(client: Client) -> None:
     common = {p["name"]: p["group"] for p in up["params"] if p["group"] != "task"}
     assert common == {"auto_exposure": "pre", "auto_white_balance": "pre", "strength": "post", "grain": "post",
                       "grain_seed": "post", "color_fix": "post", "review": "review"}
-    for t in tasks.values():  # every task offers the same pre/post controls
-        assert [p["name"] for p in t["params"] if p["group"] != "task"] == list(common)
+    pre_post = [name for name, group in common.items() if group in ("pre", "post")]
+    for t in tasks.values():  # every task offers the same pre/post controls; model tasks the review map too
+        assert [p["name"] for p in t["params"] if p["group"] in ("pre", "post")] == pre_post
+        assert any(p["name"] == "review" for p in t["params"]) == (t["name"] != "tone")
     noise = next(p for p in tasks["denoise"]["params"] if p["name"] == "noise_level")
     assert noise["default"] == "auto" and noise["allow_auto"] and noise["maximum"] == 50.0
 
