@@ -16,6 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .editor import platform_key
 from .errors import RetouchError
 
 EDITORS = ("krita", "gimp")
@@ -64,8 +65,7 @@ def build_bundle(editor: str, out: Path) -> Path:
         import build_plugins
     finally:
         sys.path.pop(0)
-    here = __import__("retouch.editor", fromlist=["platform_key"]).platform_key()
-    return build_plugins.build(editor, out, [here])
+    return build_plugins.build(editor, out, [platform_key()])
 
 
 def _replace_dir(new: Path, dest: Path) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine.loader import MODEL_SUFFIXES, ONNX_SUFFIXES
-from .engine.registry import BUILTIN_DIR, list_models, user_dir, user_models_dir
+from .engine.registry import BUILTIN_DIR, list_models, read_sidecar, sidecar, user_dir, user_models_dir
 from .errors import RetouchError, UnknownModel, shown
 
 CATALOG = BUILTIN_DIR / "catalog.toml"
@@ -96,18 +96,6 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def sidecar(model_file: Path) -> Path:
-    return model_file.with_name(model_file.stem + ".json")
-
-
-def read_sidecar(model_file: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(sidecar(model_file).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -209,8 +197,9 @@ def download(name: str, on_bytes: Callable[[int, int], None] | None = None, time
     entry = catalog_entry(name)
     folder = user_models_dir()
     dest = folder / f"{entry.name}{Path(entry.filename).suffix.lower()}"
-    if dest.exists() and read_sidecar(dest).get("sha256") == entry.sha256:
-        return read_sidecar(dest)
+    installed = read_sidecar(dest) if dest.exists() else {}
+    if installed.get("sha256") == entry.sha256:
+        return installed
     cache = download_cache()
     cache.mkdir(parents=True, exist_ok=True)
     part = cache / f"{entry.sha256}.part"

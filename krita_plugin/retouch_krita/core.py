@@ -28,7 +28,6 @@ from .wire.protocol import ImageSpec
 # Krita colour depth -> (wire dtype, channel order of pixelData)
 DEPTHS = {"U8": ("u8", "BGRA"), "U16": ("u16", "BGRA"), "F16": ("f16", "RGBA"), "F32": ("f32", "RGBA")}
 OWN_PIXELS = ("paintlayer",)  # layers whose own pixels are read; others are read through their projection
-PLUGIN_KEYS = ("model", "resize_document", "preview", "padding")
 CANVAS_CLASSES = ("KisOpenGLCanvas2", "KisQPainterCanvas")
 NEW_DOCUMENTS: list[Any] = []  # documents the plugin opened (upscaled results), newest last
 
@@ -271,10 +270,6 @@ def _selection(data: bytes, rect: editor.Rect, scale: int, at: editor.Rect) -> A
     sel = Selection()
     sel.setPixelData(data, at.x, at.y, at.width, at.height)
     return sel
-
-
-def tasks(client: Client | None = None) -> list[dict[str, Any]]:
-    return (client or make_client()).tasks()
 
 
 def run(document: Any, node: Any, task: str, params: dict[str, Any] | None = None,

@@ -18,8 +18,6 @@ from pathlib import Path
 
 from krita import Krita, Selection  # type: ignore[import-not-found]
 
-PIXEL_BYTES = {"U8": 4, "U16": 8, "F16": 8, "F32": 16}
-
 
 def _write(folder: Path, name: str, data: bytes) -> str:
     (folder / name).write_bytes(bytes(data))

@@ -83,14 +83,22 @@ def _builtin_specs() -> list[ModelSpec]:
     return specs
 
 
-def _user_spec(path: Path) -> ModelSpec:
-    """A file in the user folder, with what its sidecar `<name>.json` (from `retouch models add/download`) says."""
+def sidecar(model_file: Path) -> Path:
+    """`<name>.json` next to a user model: what `retouch models add/download` recorded about it."""
+    return model_file.with_name(model_file.stem + ".json")
+
+
+def read_sidecar(model_file: Path) -> dict:
     try:
-        meta = json.loads(path.with_name(path.stem + ".json").read_text())
+        data = json.loads(sidecar(model_file).read_text())
     except (OSError, ValueError):
-        meta = {}
-    if not isinstance(meta, dict):
-        meta = {}
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _user_spec(path: Path) -> ModelSpec:
+    """A file in the user folder, with what its sidecar says."""
+    meta = read_sidecar(path)
     scale = meta.get("scale")
     return ModelSpec(name=path.stem, path=path, builtin=False, task=meta.get("task"),
                      scale=scale if isinstance(scale, int) else None, license=meta.get("license"),

@@ -6,7 +6,6 @@ run modes. The source drawable is never written to; everything added to the imag
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,4 +251,4 @@ def enhance(image: Any, drawable: Any, task_name: str, values: dict[str, Any],
     return apply(request, result), request
 
 
-__all__ = ["RetouchError", "RetouchPluginError", "enhance", "threading"]
+__all__ = ["RetouchError", "RetouchPluginError", "enhance"]
