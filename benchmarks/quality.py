@@ -139,15 +139,16 @@ def bench_denoise(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
     table.add("CBM3D (bm3d_rgb, true sigma)", lambda i: np.asarray(bm3d.bm3d_rgb(noisy[i], sigma), np.float32))
     for prec, engine in engines.items():
         table.add(f"retouch-denoise {prec}, --noise-level 25", task_fn(engine, "denoise", noisy, noise_level=25))
-    table.add("retouch-denoise fp32, auto", task_fn(engines["fp32"], "denoise", noisy))
-    table.add("retouch-denoise fp32, auto --ensemble", task_fn(engines["fp32"], "denoise", noisy, ensemble=True))
+    for prec, engine in engines.items():
+        table.add(f"retouch-denoise {prec}, auto", task_fn(engine, "denoise", noisy))
+        table.add(f"retouch-denoise {prec}, auto --ensemble", task_fn(engine, "denoise", noisy, ensemble=True))
     est = [estimate_sigma(n) for n in noisy]
     table.print()
     print(f"  noise estimate on these crops: mean {np.mean(est) * 255:.2f}, min {min(est) * 255:.2f}, "
           f"max {max(est) * 255:.2f} (true 25)")
     cbm3d = next(r for r in table.rows if r[0].startswith("CBM3D"))
     for ours in table.rows:
-        if ours[0].startswith("retouch-denoise fp32"):
+        if ours[0].startswith("retouch-denoise"):
             print(f"  {ours[0]} vs CBM3D: {ours[1] - cbm3d[1]:+.2f} dB in {ours[3] / cbm3d[3]:.3f}x of its time")
 
 

@@ -54,7 +54,8 @@ def to_u8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
-def chainner_style(desc: object, img: np.ndarray, tile: int = 256, overlap: int = 16) -> np.ndarray:
+def chainner_style(desc: object, img: np.ndarray, tile: int = 256, overlap: int = 16,
+                   device: str = "cpu") -> np.ndarray:
     """The peers' loop: fp32 NCHW, one tile at a time, 16 px overlap, half-sine blend of the overlaps."""
     h, w, _ = img.shape
     s = int(desc.scale)  # type: ignore[attr-defined]
@@ -67,9 +68,9 @@ def chainner_style(desc: object, img: np.ndarray, tile: int = 256, overlap: int 
     for y0 in ys:
         for x0 in xs:
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            t = torch.from_numpy(np.ascontiguousarray(img[y0:y1, x0:x1].transpose(2, 0, 1)))[None]
+            t = torch.from_numpy(np.ascontiguousarray(img[y0:y1, x0:x1].transpose(2, 0, 1)))[None].to(device)
             with torch.inference_mode():
-                o = desc(t)[0].clamp(0, 1).permute(1, 2, 0).numpy()  # type: ignore[operator]
+                o = desc(t)[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # type: ignore[operator]
             wy = np.ones(o.shape[0], np.float32)
             wx = np.ones(o.shape[1], np.float32)
             if y0 > 0:

@@ -552,3 +552,11 @@ def test_usage_errors_exit_2(tmp_path: Path, png_in: Path) -> None:
     assert retouch("frobnicate").returncode == 2
     proc = ok(retouch("--version"))
     assert proc.stdout.startswith("retouch ")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots"])
+def test_serve_refuses_a_bad_vram_budget(value: str) -> None:
+    proc = retouch("serve", "--vram-budget", value)
+    assert proc.returncode == 2
+    assert "argument --vram-budget" in proc.stderr and repr(value) in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -237,7 +237,8 @@ def test_tasks_payload(client: Client) -> None:
     assert set(tasks) >= {"upscale", "denoise", "sharpen", "tone"}
     common = {p["name"]: p["group"] for p in up["params"] if p["group"] != "task"}
     assert common == {"auto_exposure": "pre", "auto_white_balance": "pre", "strength": "post", "grain": "post",
-                      "grain_seed": "post", "color_fix": "post", "review": "review"}
+                      "grain_seed": "post", "color_fix": "post", "face_strength": "post", "review": "review",
+                      "text_guard": "review", "protect_text": "review"}
     pre_post = [name for name, group in common.items() if group in ("pre", "post")]
     for t in tasks.values():  # every task offers the same pre/post controls; model tasks the review map too
         assert [p["name"] for p in t["params"] if p["group"] in ("pre", "post")] == pre_post

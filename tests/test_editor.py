@@ -70,3 +70,32 @@ def test_layer_names_say_task_scale_and_model() -> None:
 def test_python_keys_for_bundled_pyzmq() -> None:
     assert editor.python_key((3, 10)) == "cp310"
     assert editor.python_key((3, 13)) == "abi3"
+
+
+def test_flags_land_where_the_result_went_clipped_to_it() -> None:
+    """Result pixels of the sent region (its `inner` part placed at `at` in the document) map to document pixels;
+    a flag straddling the edge is clipped, one outside is dropped, a malformed one is skipped, labels kept."""
+    inner, at = Rect(64, 32, 200, 100), Rect(500, 300, 200, 100)
+    flags = [
+        {"kind": "text", "box": [74, 42, 104, 62], "label": 'text "8" reads "B"'},
+        {"kind": "face", "box": [40, 20, 84, 52], "label": "face: strength 0.5"},
+        {"kind": "face", "box": [0, 0, 30, 30], "label": "outside"},
+        {"kind": "text", "box": "nonsense"},
+        {"box": [250, 120, 300, 200]},
+    ]
+    placed = editor.place_flags(flags, inner, at)
+    assert [(f.kind, f.label, f.rect) for f in placed] == [
+        ("text", 'text "8" reads "B"', Rect(510, 310, 30, 20)),
+        ("face", "face: strength 0.5", Rect(500, 300, 20, 20)),
+        ("flag", "flag", Rect(686, 388, 14, 12)),
+    ]
+    assert editor.place_flags([], inner, at) == []
+
+
+def test_model_summary_names_task_scale_architecture_size_and_licence() -> None:
+    line = editor.model_summary({"name": "x", "task": "upscale", "scale": 4, "architecture": "ESRGAN",
+                                 "size": 67_040_000, "license": "CC-BY-NC-SA-4.0", "commercial": False,
+                                 "source": "https://openmodeldb.info/models/4x-x"})
+    assert line == ("task upscale, x4, ESRGAN, 67.0 MB, licence: CC-BY-NC-SA-4.0, NON-COMMERCIAL, "
+                    "from https://openmodeldb.info/models/4x-x")
+    assert "commercial use: unknown" in editor.model_summary({"name": "y"})

@@ -295,6 +295,39 @@ def test_default_tile_is_sane(engine: Engine, x2: LoadedModel) -> None:
     assert MIN_TILE * 4 <= tile <= 2048 and tile % 32 == 0
 
 
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(("budget", "used", "free"), [(8, 0.5, 70), (2, 0.5, 70), (8, 0.5, 3), (1, 0.9, 70)])
+def test_gpu_tile_obeys_the_vram_budget(x2: LoadedModel, monkeypatch: pytest.MonkeyPatch, budget: float,
+                                        used: float, free: float) -> None:
+    """On a GPU the tile (with its context) costs at most what is left of the budget after the loaded weights, and
+    of the card's free memory; the next size up would not fit. The planner's arithmetic runs here on a CUDA memory
+    API that answers the given figures (benchmarks/gpu_speed.py measures the real peaks on a GPU)."""
+    import dataclasses
+
+    from retouch.engine import MAX_TILE, VRAM_MARGIN
+
+    per_px = 6000.0  # bytes per input pixel at the peak, as gpu_bytes_per_pixel measures it
+    eng = Engine(device="cpu", vram_budget=int(budget * GIB))
+    gpu = dataclasses.replace(x2, device=torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: int(used * GIB))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(free * GIB), 80 * GIB))
+    monkeypatch.setattr(eng, "gpu_bytes_per_pixel", lambda model: per_px)
+    tile = eng.default_tile(gpu)
+    room = min((budget - used) * GIB, free * GIB * 0.9)
+
+    def cost(t: int) -> float:
+        return (t + 2 * gpu.context) ** 2 * per_px * VRAM_MARGIN
+
+    assert tile % 32 == 0 and MIN_TILE <= tile <= MAX_TILE
+    assert cost(tile) <= room
+    assert tile == MAX_TILE or cost(tile + 32) > room
+    smaller = Engine(device="cpu", vram_budget=int(budget * GIB / 4))
+    monkeypatch.setattr(smaller, "gpu_bytes_per_pixel", lambda model: per_px)
+    assert smaller.default_tile(gpu) <= tile
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # loader
 
@@ -543,7 +576,7 @@ def test_builtin_restorers_declare_their_condition(engine: Engine) -> None:
         denoise = engine.get(registry.resolve("retouch-denoise"))
         sharpen = engine.get(registry.resolve("retouch-sharpen"))
     assert (denoise.architecture, denoise.condition) == ("DRUNet", "noise_sigma")
-    assert sharpen.condition == "blur_hint"
+    assert (sharpen.architecture, sharpen.condition) == ("DRUNet", "blur_hint")
     for model in (denoise, sharpen):  # the extra channel is the engine's business: RGB in, RGB out
         assert (model.scale, model.input_channels, model.output_channels) == (1, 3, 3)
 

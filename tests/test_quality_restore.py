@@ -1,14 +1,14 @@
 """The builtin denoiser and sharpener against their classical baselines, through the real daemon, on crops of the
 held-out photos (tests/data/heldout/, never read by a training script). The bars guard what the current models
-reach, with a margin (the product's targets, CBM3D's PSNR for denoise and +2 dB for sharpen, are not reached yet:
-see benchmarks/results/quality.txt):
+reach, with a margin (of the product's targets, +2 dB on defocus is reached; CBM3D's PSNR for denoise and +2 dB on
+camera shake are not yet: see benchmarks/results/quality.txt):
 
 - denoise, Gaussian noise sigma = 25: clearly better than OpenCV's fastNlMeansDenoisingColored (its best h of a sweep
   on these very crops, which favours it). The comparison with CBM3D needs the `bm3d` package and minutes of CPU; it
   lives in benchmarks/quality.py.
 - sharpen, Gaussian blur sigma = 1.6 and camera shake of 5-15 px, each with noise sigma = 2: a real gain over the
-  blurred input, better than an unsharp mask (its best setting of a sweep on these crops); on defocus, level with a
-  Wiener deconvolution that knows the kernel (blind against informed).
+  blurred input (+2 dB on defocus, the product's bar), better than an unsharp mask (its best setting of a sweep on
+  these crops) and than a Wiener deconvolution that knows the kernel (blind against informed).
 Inputs travel as 8-bit, as an editor would send them; PSNR on RGB with a 10 px border left out.
 """
 
@@ -73,8 +73,8 @@ def test_denoise_is_clearly_better_than_non_local_means(client: Client) -> None:
                    for h in (10, 15, 20, 25)], noisy, clean)
     base = mean_psnr([n / 255 for n in noisy], clean)
     print(f"denoise sigma 25: noisy {base:.2f} dB, NLM (best h) {nlm:.2f} dB, ours {ours:.2f} dB")
-    assert ours >= nlm + 1.0
-    assert ours >= base + 8.0
+    assert ours >= nlm + 3.0
+    assert ours >= base + 11.0
 
 
 @pytest.mark.parametrize("kind", ["defocus", "motion"])
@@ -92,7 +92,6 @@ def test_sharpen_gains_and_beats_unsharp_mask(client: Client, kind: str) -> None
                   blurred, clean)
     wien = best_of([lambda x, i, n=n: wiener(x, kernels[i], n) for n in (1e-3, 3e-3, 1e-2, 3e-2)], blurred, clean)
     print(f"sharpen {kind}: blurred {base:.2f} dB, unsharp mask {usm:.2f}, Wiener {wien:.2f}, ours {ours:.2f}")
-    assert ours >= base + (0.8 if kind == "defocus" else 0.25)
+    assert ours >= base + (2.0 if kind == "defocus" else 1.2)
     assert ours > usm
-    if kind == "defocus":
-        assert ours >= wien - 0.3
+    assert ours >= wien + (1.0 if kind == "defocus" else 0.3)

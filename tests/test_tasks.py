@@ -132,7 +132,11 @@ def test_denoise_noise_level_steers_the_model(client: Client) -> None:
 
 
 # ---- sharpen -------------------------------------------------------------------------------------------------------
-SHARPEN_CROPS = ("dune-1.png", "eveningglow-4.png", "path-0.png")
+# Crops whose originals are in focus: the blurred copy's gain is measured against them. dune-1 is left out: its
+# top-left corner is a bokeh stem (out of focus in the photo itself), and the DRUNet sharpener restores a crisper
+# stem than the original ever had (-4.5 dB against that soft original, with a visibly sharper result); the
+# benchmark's 24 crops (benchmarks/quality.py) have no crop with a loss.
+SHARPEN_CROPS = ("eveningglow-4.png", "path-0.png", "path-1.png")
 
 
 def blurred(clean: np.ndarray, seed: int) -> np.ndarray:
@@ -151,7 +155,7 @@ def test_sharpen_recovers_defocus(client: Client, blur: str) -> None:
         out, result = run(client, "sharpen", soft, params={"blur": blur})
         assert result.info["model"] == "retouch-sharpen"
         gains.append(psnr_y(out, clean) - psnr_y(soft, clean))
-    assert min(gains) > 0.5, f"PSNR-Y gains {[round(g, 2) for g in gains]} dB"
+    assert min(gains) > 1.0, f"PSNR-Y gains {[round(g, 2) for g in gains]} dB"
 
 
 @pytest.mark.parametrize("blur", ["auto", "defocus", "motion"])

@@ -67,9 +67,11 @@ def motion_kernel(length: float, rng: random.Random, size: int = KERNEL_SIZE) ->
     return (k / k.sum()).astype(np.float32)
 
 
-def blur(x: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
+def blur(x: torch.Tensor, kernel: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Convolve every channel of x (N x C x H x W) with one kernel, reflect-padded so the size is kept."""
-    k = torch.from_numpy(np.ascontiguousarray(kernel[::-1, ::-1])).to(x)
+    if isinstance(kernel, np.ndarray):
+        kernel = torch.from_numpy(np.ascontiguousarray(kernel))
+    k = kernel.flip(0, 1).to(x)
     r = kernel.shape[0] // 2
     c = x.shape[1]
     xp = F.pad(x, (r, r, r, r), mode="reflect")
@@ -84,7 +86,16 @@ def quantize8(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round() / 255
 
 
-def random_noise(x: torch.Tensor, rng: random.Random) -> tuple[torch.Tensor, float]:
+def _normal(shape: torch.Size, like: torch.Tensor, rng: random.Random, gen: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped like `like`: from `gen` on `like`'s device, else from a CPU generator seeded by
+    `rng` (the reproducible CPU path)."""
+    if gen is not None:
+        return torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(rng.getrandbits(31))).to(like)
+
+
+def random_noise(x: torch.Tensor, rng: random.Random,
+                 gen: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
     """Sensor-like noise on one 1 x 3 x H x W image; returns (noisy, effective sigma on the 0..1 scale).
 
     Half of the samples get plain Gaussian noise; the rest a Poisson-Gaussian (signal-dependent) mix, or noise with
@@ -93,12 +104,12 @@ def random_noise(x: torch.Tensor, rng: random.Random) -> tuple[torch.Tensor, flo
     """
     sigma = rng.uniform(0.0, 52.0) / 255 if rng.random() < 0.85 else rng.uniform(0.0, 12.0) / 255
     kind = rng.random()
-    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(rng.getrandbits(31)))
+    z = _normal(x.shape, x, rng, gen)
     if kind < 0.5:
         n = z
     elif kind < 0.75:  # colour covariance: luminance-correlated with a chroma part
         lum = rng.uniform(0.0, 1.0)
-        mix = torch.full((3, 3), lum / 3) + torch.eye(3) * (1 - lum)
+        mix = (torch.full((3, 3), lum / 3) + torch.eye(3) * (1 - lum)).to(x)
         n = torch.einsum("ij,njhw->nihw", mix, z)
     else:  # Poisson-Gaussian: variance a*x + b^2, normalised below to the drawn RMS sigma
         share = rng.uniform(0.3, 1.0)
@@ -113,23 +124,50 @@ def random_noise(x: torch.Tensor, rng: random.Random) -> tuple[torch.Tensor, flo
 
 
 
-def random_blur(x: torch.Tensor, rng: random.Random) -> tuple[torch.Tensor, str]:
-    """Defocus or camera shake plus mild noise on one 1 x 3 x H x W image; returns (blurred, "defocus"|"motion")."""
+class KernelBank:
+    """Blur kernels drawn ahead of training (a camera-shake kernel costs a Python loop of ~0.3 ms): `count` of each
+    family with the distributions of `random_blur`; a draw adds a random flip and quarter turn, so 8x as many
+    distinct kernels come out. Lets a GPU training loop degrade a batch without waiting for the CPU."""
+
+    def __init__(self, rng: random.Random, count: int = 2048, device: torch.device | str = "cpu") -> None:
+        def stack(kernels: list[np.ndarray]) -> torch.Tensor:
+            return torch.from_numpy(np.stack(kernels)).to(device)
+
+        self.defocus = stack([_defocus_kernel(rng) for _ in range(count)])
+        self.motion = stack([motion_kernel(rng.uniform(2.0, 16.0), rng) for _ in range(count)])
+
+    def draw(self, kind: str, rng: random.Random) -> torch.Tensor:
+        bank = self.motion if kind == "motion" else self.defocus
+        k = torch.rot90(bank[rng.randrange(len(bank))], rng.randrange(4))
+        return k.flip(1) if rng.random() < 0.5 else k
+
+
+def _defocus_kernel(rng: random.Random) -> np.ndarray:
+    """Gaussian (anisotropic, rotated) for 5 in 9 draws, pillbox for 4 in 9: the shares of `random_blur`."""
+    if rng.random() < 5 / 9:
+        s = rng.uniform(0.5, 3.0)
+        return gaussian_kernel(s, sigma_y=s * rng.uniform(0.7, 1.0), angle=rng.uniform(0, math.pi))
+    return disk_kernel(rng.uniform(0.8, 4.0))
+
+
+def random_blur(x: torch.Tensor, rng: random.Random, gen: torch.Generator | None = None,
+                bank: KernelBank | None = None) -> tuple[torch.Tensor, str]:
+    """Defocus or camera shake plus mild noise on one 1 x 3 x H x W image; returns (blurred, "defocus"|"motion").
+
+    With a `bank` the kernels come from it instead of being drawn afresh (same families and shares)."""
     r = rng.random()
     if r < 0.05:
         kind, k = "defocus", gaussian_kernel(0.3)  # nearly sharp input: the model must leave it alone
-    elif r < 0.3:
-        kind = "defocus"
-        s = rng.uniform(0.5, 3.0)
-        k = gaussian_kernel(s, sigma_y=s * rng.uniform(0.7, 1.0), angle=rng.uniform(0, math.pi))
     elif r < 0.5:
-        kind, k = "defocus", disk_kernel(rng.uniform(0.8, 4.0))
+        kind = "defocus"
+        k = bank.draw(kind, rng) if bank else _defocus_kernel(rng)
     else:
-        kind, k = "motion", motion_kernel(rng.uniform(2.0, 16.0), rng)
+        kind = "motion"
+        k = bank.draw(kind, rng) if bank else motion_kernel(rng.uniform(2.0, 16.0), rng)
     y = blur(x, k)
     sigma = rng.choice([0.0, rng.uniform(0.0, 4.0)]) / 255
     if sigma:
-        y = y + torch.randn(y.shape, generator=torch.Generator().manual_seed(rng.getrandbits(31))) * sigma
+        y = y + _normal(y.shape, y, rng, gen) * sigma
     y = y.clamp(0, 1)
     if rng.random() < 0.5:
         y = quantize8(y)

@@ -24,11 +24,13 @@ def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
 
 def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float, minutes: float, run_dir: Path,
           device: torch.device, warmup: int = 0,
-          on_resume: Callable[[int], None] | None = None) -> tuple[int, float, bool]:
+          on_resume: Callable[[int], None] | None = None,
+          on_checkpoint: Callable[[int, float, bool], None] | None = None) -> tuple[int, float, bool]:
     """Train until `minutes` of wall clock have passed (counting earlier runs in `run_dir`).
 
     The loss compares the model's first C output channels with the C-channel target. Returns (steps, seconds,
-    whether bf16 autocast was on)."""
+    whether bf16 autocast was on). `on_checkpoint(step, seconds, bf16)` runs after each periodic checkpoint (to
+    export the weights so far)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
@@ -45,7 +47,7 @@ def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float,
     use_bf16 = device.type == "cuda" or cpu_has_bf16()
     last_ckpt = time.monotonic()
     start = time.monotonic() - elapsed
-    running = 0.0
+    running = torch.zeros((), device=device)  # read every 100 steps: a GPU is not made to wait each step
     with (run_dir / "log.jsonl").open("a") as log:
         while elapsed < budget:
             warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -61,16 +63,18 @@ def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float,
             loss.backward()
             opt.step()
             step += 1
-            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+            running = 0.98 * running + 0.02 * loss.detach() if step > 1 else loss.detach()
             elapsed = time.monotonic() - start
             if step % 100 == 0:
-                rec = {"step": step, "minutes": round(elapsed / 60, 2), "l1": round(running, 5),
+                rec = {"step": step, "minutes": round(elapsed / 60, 2), "l1": round(running.item(), 5),
                        "lr": opt.param_groups[0]["lr"]}
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 print(rec, flush=True)
             if time.monotonic() - last_ckpt > 120:
                 save_checkpoint(ckpt_path, model, opt, step, elapsed)
+                if on_checkpoint:
+                    on_checkpoint(step, elapsed, use_bf16)
                 last_ckpt = time.monotonic()
     save_checkpoint(ckpt_path, model, opt, step, elapsed)
     return step, elapsed, use_bf16

@@ -78,10 +78,12 @@ SKIMAGE_IMAGES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left
                   "grass.png", "gravel.png", "camera.png", "coins.png", "moon.png")
 
 
-def skimage_paths() -> list[Path]:
-    import skimage
+def skimage_paths(folder: Path | None = None) -> list[Path]:
+    """scikit-image's bundled images, from its package or from `folder` (a copy of them, e.g. on a GPU machine)."""
+    if folder is None:
+        import skimage
 
-    folder = Path(skimage.__file__).parent / "data"
+        folder = Path(skimage.__file__).parent / "data"
     return [folder / name for name in SKIMAGE_IMAGES]
 
 

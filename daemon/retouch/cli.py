@@ -42,7 +42,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         curve = CurveKeys.load()
     try:
-        serve(args.host, args.port, args.device, args.precision, int(args.max_megapixels * 1e6), curve)
+        serve(args.host, args.port, args.device, args.precision, int(args.max_megapixels * 1e6), curve,
+              int(args.vram_budget * (1 << 30)))
     except AlreadyRunning as exc:
         print(f"retouch: {exc.message}", file=sys.stderr)
     return 0
@@ -52,7 +53,8 @@ def _serve_detached(args: argparse.Namespace) -> int:
     log_file = connection.runtime_dir() / "daemon.log"
     cmd = [sys.executable, "-m", "retouch", "serve", "--host", args.host, "--port", str(args.port),
            "--device", args.device, "--precision", args.precision, "--log-file", str(log_file),
-           "--max-megapixels", str(args.max_megapixels), *(["--curve"] if args.curve else [])]
+           "--max-megapixels", str(args.max_megapixels), "--vram-budget", str(args.vram_budget),
+           *(["--curve"] if args.curve else [])]
     with open(os.devnull, "rb") as devnull, open(log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=devnull, stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT
@@ -80,7 +82,8 @@ def _serve_detached(args: argparse.Namespace) -> int:
 # ---- image <-> wire ------------------------------------------------------------------------------------------
 # CLI flag -> task parameter; only flags the user gave are sent, so the daemon names any that the task lacks.
 PARAM_FLAGS = ("scale", "noise_level", "blur", "ensemble", "exposure", "white_balance", "auto_exposure",
-               "auto_white_balance", "strength", "grain", "grain_seed", "color_fix")
+               "auto_white_balance", "strength", "grain", "grain_seed", "color_fix", "face_strength", "text_guard",
+               "protect_text")
 
 
 def _number_or_auto(text: str) -> float | str:
@@ -90,6 +93,16 @@ def _number_or_auto(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
 
 
 def _param_pair(text: str) -> tuple[str, Any]:
@@ -183,6 +196,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         w, h = summary["output_size"] or ("?", "?")
         print(f"{dst}: {w}x{h}, {summary['task']} with {summary['model']} on {summary['device']} "
               f"in {summary['seconds']:.2f} s")
+        for flag in summary["flags"]:
+            print(f"  flag: {flag.get('label', flag.get('kind'))} at {flag.get('box')}")
     return 0
 
 
@@ -452,6 +467,12 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grain-seed", type=int, help="grain pattern seed (default 0: reruns are identical)")
     p.add_argument("--color-fix", choices=("none", "wavelet", "adain"),
                    help="keep the source's low-frequency colours (default none)")
+    p.add_argument("--face-strength", type=float,
+                   help="strength on faces relative to the rest, 0..1 (default 0.5; 1 = no face detection)")
+    p.add_argument("--text-guard", action="store_const", const=True,
+                   help="upscale, denoise, sharpen: read text before and after, flag regions that read differently")
+    p.add_argument("--protect-text", action="store_const", const=True,
+                   help="like --text-guard, and keep flagged regions as the input (or its bicubic enlargement)")
     p.add_argument("--param", type=_param_pair, action="append", metavar="NAME=VALUE",
                    help="any task parameter by name (see `retouch tasks`); repeatable")
     p.add_argument("--model", help="model name (see `retouch models`) or path to a model file")
@@ -475,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port (default: a free one, written to the connection file)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--vram-budget", type=_positive_float, default=8.0, metavar="GIB",
+                   help="GPU memory a job may use at its peak, weights included; the tile size obeys it (default 8)")
     p.add_argument("--log-file", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 

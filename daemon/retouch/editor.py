@@ -235,3 +235,41 @@ def review_pixels(gray: bytes, dtype: str, order: str) -> bytes:
     channels[red] = lut[255]
     head = b"".join(channels)
     return b"".join(head + lut[g] for g in gray)
+
+
+def model_summary(model: dict[str, Any]) -> str:
+    """One line about a model from the daemon's list: what the editors show beside its name."""
+    size = model.get("size")
+    parts = [f"task {model.get('task') or '?'}", f"x{model.get('scale') or 1}", str(model.get("architecture") or "?"),
+             f"{size / 1e6:.1f} MB" if isinstance(size, int) else "", f"licence: {model.get('license') or 'unknown'}",
+             {True: "commercial use allowed", False: "NON-COMMERCIAL"}.get(model.get("commercial"),
+                                                                           "commercial use: unknown"),
+             f"from {model['source']}" if model.get("source") else ""]
+    return ", ".join(p for p in parts if p)
+
+
+# ---- flags: text the result reads differently, faces given a lighter touch ---------------------------------------
+@dataclass(frozen=True)
+class PlacedFlag:
+    kind: str  # "text" | "face" | ...
+    label: str  # what the editor lists: the daemon's own words
+    rect: Rect  # in the document (or new image) the result went into
+
+
+def place_flags(flags: list[dict[str, Any]], inner: Rect, at: Rect) -> list[PlacedFlag]:
+    """The daemon's flags (boxes in result pixels of the sent region) where the editor put the result: the part
+    `inner` of the result was placed at `at`. Flags are clipped to it; those wholly outside are dropped."""
+    placed = []
+    for flag in flags:
+        try:
+            x0, y0, x1, y1 = (int(v) for v in flag["box"])
+        except (KeyError, TypeError, ValueError):
+            continue  # a flag this plugin cannot place is left out, never a failed job
+        x0, y0 = max(x0, inner.x), max(y0, inner.y)
+        x1, y1 = min(x1, inner.right), min(y1, inner.bottom)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        rect = Rect(x0 - inner.x + at.x, y0 - inner.y + at.y, x1 - x0, y1 - y0)
+        kind = str(flag.get("kind", "flag"))
+        placed.append(PlacedFlag(kind, str(flag.get("label") or kind), rect))
+    return placed

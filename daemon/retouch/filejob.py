@@ -71,6 +71,7 @@ def enhance_file(src: Path, dst: Path, task: str, run: Runner) -> dict[str, Any]
         "input_size": info.get("input_size"),
         "output_size": info.get("output_size"),
         "tiles": info.get("tiles"),
+        "flags": info.get("flags", []),
     }
 
 

@@ -24,7 +24,7 @@ import zmq
 
 from . import connection, protocol
 from .curve import CurveKeys
-from .engine import Engine
+from .engine import DEFAULT_VRAM_BUDGET, Engine
 from .engine.device import pick_device
 from .engine.registry import list_models
 from .errors import AuthError, BadRequest, Cancelled, ProtocolMismatch, Replayed, RetouchError, shown
@@ -80,12 +80,13 @@ class Daemon:
         precision: str = "auto",
         max_pixels: int = DEFAULT_MAX_PIXELS,
         curve: CurveKeys | None = None,
+        vram_budget: int = DEFAULT_VRAM_BUDGET,
     ) -> None:
         self.host = host
         self.port = port
         self.max_pixels = max_pixels
         self.curve = curve
-        self.engine = Engine(device=device, precision=precision)
+        self.engine = Engine(device=device, precision=precision, vram_budget=vram_budget)
         self.key = connection.new_key()
         self.key_bytes = self.key.encode()
         self.replay = protocol.ReplayGuard()
@@ -436,6 +437,7 @@ def serve(
     precision: str = "auto",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     curve: CurveKeys | None = None,
+    vram_budget: int = DEFAULT_VRAM_BUDGET,
 ) -> None:
     if not connection.is_loopback(host) and curve is None:
         raise InsecureListen(
@@ -443,4 +445,4 @@ def serve(
             "(create keys with `retouch keys`, then `retouch serve --listen ADDR --curve`)"
         )
     with contextlib.suppress(KeyboardInterrupt):
-        Daemon(host, port, device, precision, max_pixels, curve).serve_forever()
+        Daemon(host, port, device, precision, max_pixels, curve, vram_budget).serve_forever()

@@ -133,6 +133,19 @@ def preview_rect(layer: editor.Rect, size: int = 512) -> editor.Rect:
     return editor.Rect(layer.x + (layer.width - w) // 2, layer.y + (layer.height - h) // 2, w, h)
 
 
+def _canvas_widget(window: Any) -> Any:
+    """The active view's canvas widget: the one in the MDI area's current subwindow (every open view has one)."""
+    qwindow = window.qwindow()
+    mdi = qwindow.findChild(QtWidgets.QMdiArea)
+    sub = mdi.currentSubWindow() if mdi is not None else None
+    for root in ([sub] if sub is not None else []) + [qwindow]:
+        canvases = [w for w in root.findChildren(QtWidgets.QWidget)
+                    if w.metaObject().className() in CANVAS_CLASSES and w.isVisible()]
+        if canvases:
+            return canvases[0]
+    return None
+
+
 def _visible_rect() -> editor.Rect | None:
     """The image area the active view's canvas shows (Krita 5.2+ view transforms), or None."""
     try:
@@ -140,15 +153,66 @@ def _visible_rect() -> editor.Rect | None:
         view = window.activeView() if window else None
         if view is None or not hasattr(view, "flakeToImageTransform"):
             return None
-        canvases = [w for w in window.qwindow().findChildren(QtWidgets.QWidget)
-                    if w.metaObject().className() in CANVAS_CLASSES and w.isVisible()]
-        if not canvases:
+        canvas = _canvas_widget(window)
+        if canvas is None:
             return None
         widget_to_flake = view.flakeToCanvasTransform().inverted()[0]
-        rect = view.flakeToImageTransform().mapRect(widget_to_flake.mapRect(QtCore.QRectF(canvases[0].rect())))
+        rect = view.flakeToImageTransform().mapRect(widget_to_flake.mapRect(QtCore.QRectF(canvas.rect())))
         return editor.Rect(int(rect.x()), int(rect.y()), int(rect.width()), int(rect.height()))
     except Exception:  # the view API differs between versions: the caller falls back to a centre crop
         return None
+
+
+def zoom_to(document: Any, rect: editor.Rect, fill: float = 0.5) -> editor.Rect | None:
+    """Show `rect` (image pixels of `document`) in the middle of its view, about `fill` of the canvas wide.
+
+    Krita's scripting API can zoom but not pan: the canvas's scroll bars do the panning. Returns the image area
+    shown afterwards, or None when this Krita cannot (no view of the document, no view transforms)."""
+    app = Krita.instance()
+    window = app.activeWindow()
+    if window is None:
+        return None
+    view = next((v for v in window.views() if v.document() == document), None)
+    if view is None or not hasattr(view, "flakeToImageTransform"):
+        return None
+    window.showView(view)
+    QtWidgets.QApplication.processEvents()
+    shown = _visible_rect()
+    canvas = _canvas_widget(window)
+    if shown is None or canvas is None:
+        return None
+    factor = fill * min(shown.width / max(1, rect.width), shown.height / max(1, rect.height))
+    view.canvas().setZoomLevel(max(0.05, min(view.canvas().zoomLevel() * factor, 32.0)))
+    _settle()
+    area = canvas.parent()
+    while area is not None and not isinstance(area, QtWidgets.QAbstractScrollArea):
+        area = area.parent()
+    for _ in range(4):  # Krita may still re-centre after a zoom: pan until the rect's centre stays in the middle
+        image_to_widget = view.flakeToImageTransform().inverted()[0] * view.flakeToCanvasTransform()
+        centre = image_to_widget.map(QtCore.QPointF(rect.x + rect.width / 2, rect.y + rect.height / 2))
+        dx, dy = centre.x() - canvas.width() / 2, centre.y() - canvas.height() / 2
+        hb, vb = (area.horizontalScrollBar(), area.verticalScrollBar()) if area is not None else (None, None)
+        ZOOM_TRACE.append((round(dx), round(dy), area.metaObject().className() if area is not None else None,
+                           [hb.minimum(), hb.value(), hb.maximum()] if hb else None,
+                           [vb.minimum(), vb.value(), vb.maximum()] if vb else None))
+        if area is None or abs(dx) < 2 and abs(dy) < 2:
+            break
+        for bar, delta in ((hb, dx), (vb, dy)):  # as a user drags it: Krita pans on the slider's signals
+            bar.setSliderDown(True)
+            bar.setSliderPosition(bar.value() + round(delta))
+            bar.setSliderDown(False)
+        _settle()
+    return _visible_rect()
+
+
+ZOOM_TRACE: list[tuple[Any, ...]] = []  # (dx, dy, scroll area found) of each panning step, for diagnosis
+
+
+def _settle(rounds: int = 5) -> None:
+    """Let Krita finish what a zoom or a scroll queued (it updates the canvas in deferred steps)."""
+    for _ in range(rounds):
+        QtWidgets.QApplication.processEvents()
+        QtCore.QThread.msleep(20)
 
 
 def _rect_mask(sent: editor.Rect, target: editor.Rect) -> bytes:
@@ -232,6 +296,7 @@ def apply(request: Request, result: Result) -> Any:
     parent.addChildNode(added, above)
     document.waitForDone()
     document.refreshProjection()
+    FLAGS[:] = [(document, flag) for flag in editor.place_flags(result.info.get("flags") or [], inner, target)]
     return layer
 
 
@@ -292,6 +357,7 @@ def run(document: Any, node: Any, task: str, params: dict[str, Any] | None = Non
 
 
 LAST: dict[str, Any] = {}  # the last task and parameters run, for the retouch_run action
+FLAGS: list[tuple[Any, editor.PlacedFlag]] = []  # the last result's flags (document, flag): the docker lists them
 LAST_REQUEST: list[Request] = []  # the last request run() sent (scripts and tests look at what was sent)
 
 
@@ -300,4 +366,5 @@ def remember(task: str, params: dict[str, Any]) -> None:
     LAST.update(task=task, params=dict(params))
 
 
-__all__ = ["Cancelled", "RetouchError", "RetouchPluginError", "Request", "apply", "execute", "prepare", "run"]
+__all__ = ["FLAGS", "Cancelled", "RetouchError", "RetouchPluginError", "Request", "apply", "execute", "prepare", "run",
+           "zoom_to"]

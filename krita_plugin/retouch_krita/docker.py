@@ -111,6 +111,14 @@ class RetouchDocker(DockWidget):
                                         "The result arrives as a new masked layer; the source is never changed.")
         self.message.setWordWrap(True)
         box.addWidget(self.message)
+        self.flags_box = QtWidgets.QGroupBox("Flags: check these regions")
+        flags_layout = QtWidgets.QVBoxLayout(self.flags_box)
+        self.flags_list = QtWidgets.QListWidget()
+        self.flags_list.setToolTip("Text the result reads differently, faces given a lighter touch: click to zoom")
+        self.flags_list.itemClicked.connect(self._zoom_to_flag)
+        flags_layout.addWidget(self.flags_list)
+        self.flags_box.setVisible(False)
+        box.addWidget(self.flags_box)
         box.addStretch(1)
         self.setWidget(root)
         self._set_busy(False)
@@ -160,12 +168,16 @@ class RetouchDocker(DockWidget):
             return
         self.description.setText(str(task.get("description", "")))
         self.model_box.addItem(f"Default ({task.get('default_model')})", None)
+        if task.get("default_model"):
+            self.model_box.addItem("Auto: by content (text kept safe, faces lighter)", "auto")
         for m in self.models:
             if m.get("task") == task["name"]:
                 label = str(m["name"])
                 if m.get("commercial") is False:  # marked wherever models are listed
                     label += f"  (NON-COMMERCIAL: {m.get('license')})"
                 self.model_box.addItem(label, m["name"])
+                self.model_box.setItemData(self.model_box.count() - 1, editor.model_summary(m),
+                                           QtCore.Qt.ItemDataRole.ToolTipRole)
         for param in task.get("params", []):
             widget, getter = _input_for(param)
             widget.setToolTip(str(param.get("help", "")))
@@ -237,17 +249,41 @@ class RetouchDocker(DockWidget):
         self.message.setText(f"{stage}: {fraction:.0%}")
 
     def _finished(self, result: Any) -> None:
-        request, self.request, self.job = self.request, None, None
-        self._set_busy(False)
+        """Apply on the GUI thread. The docker stays busy until the layer is in: Krita's waitForDone runs the event
+        loop meanwhile, and a second Run must not start inside it."""
+        request, self.job = self.request, None
         try:
             layer = core.apply(request, result)
         except Exception as exc:
             self.message.setText(f"Could not add the result: {exc}")
+        else:
+            seconds = time.monotonic() - self.started
+            self.show_flags()
+            notes = "; ".join(request.notes)
+            self.message.setText(f"Added layer “{layer.name()}” in {seconds:.1f} s."
+                                 + (f" ({notes})" if notes else ""))
+            self.progress.setValue(1000)
+        finally:
+            self.request = None
+            self._set_busy(False)
+
+    def show_flags(self) -> None:
+        """List the last result's flags (core.FLAGS); the box hides when there are none."""
+        self.flags_list.clear()
+        for index, (_, flag) in enumerate(core.FLAGS):
+            r = flag.rect
+            item = QtWidgets.QListWidgetItem(f"{flag.label}  ({r.width}×{r.height} at {r.x}, {r.y})")
+            item.setData(QtCore.Qt.ItemDataRole.UserRole, index)
+            self.flags_list.addItem(item)
+        self.flags_box.setVisible(bool(core.FLAGS))
+
+    def _zoom_to_flag(self, item: Any) -> None:
+        index = item.data(QtCore.Qt.ItemDataRole.UserRole)
+        if index is None or index >= len(core.FLAGS):
             return
-        seconds = time.monotonic() - self.started
-        notes = "; ".join(request.notes)
-        self.message.setText(f"Added layer “{layer.name()}” in {seconds:.1f} s." + (f" ({notes})" if notes else ""))
-        self.progress.setValue(1000)
+        document, flag = core.FLAGS[index]
+        if core.zoom_to(document, flag.rect) is None:
+            self.message.setText("This Krita cannot zoom to a region from a script (Krita 5.2 or later can).")
 
     def _failed(self, message: str, cancelled: bool) -> None:
         self.request, self.job = None, None

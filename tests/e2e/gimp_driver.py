@@ -98,6 +98,7 @@ def run_case(case, out):
         if layer.get_mask() is not None:
             mask = layer.get_mask().get_buffer().get(rect(0, 0, lw, lh), 1.0, "Y u8", Gegl.AbyssPolicy.NONE)
             (out / f"{case['name']}.mask").write_bytes(bytes(mask))
+        report["paths"] = [path_report(p) for p in owner.get_paths()]
         reviews = [x for x in owner.get_layers() if x.get_name() == "Retouch review"]
         if reviews:
             r = reviews[0]
@@ -107,6 +108,17 @@ def run_case(case, out):
                                       Gegl.AbyssPolicy.NONE)
             (out / f"{case['name']}.review").write_bytes(bytes(data))
     return report
+
+
+def path_report(path):
+    """A path's name, visibility and the bounding box of its first stroke's anchors."""
+    strokes = path.get_strokes()
+    xs, ys = [], []
+    if strokes:
+        _, points, closed = path.stroke_get_points(strokes[0])
+        xs, ys = list(points[2::6]), list(points[3::6])  # the anchors (each with two handles around it)
+    box = [min(xs), min(ys), max(xs), max(ys)] if xs else None
+    return {"name": path.get_name(), "visible": path.get_visible(), "box": box, "strokes": len(strokes)}
 
 
 def main():

@@ -52,8 +52,11 @@ CASES: list[dict[str, Any]] = [
     {"name": "review_layer", "precision": "u8-non-linear", "task": "denoise", "selection": SELECTION,
      "args": {"review": True, "options": "noise_level=10"}},
     {"name": "unknown_task_refused", "precision": "u8-non-linear", "task": "paint", "args": {}},
+    {"name": "face_flag_path", "precision": "u8-non-linear", "task": "denoise", "picture": "astronaut",
+     "args": {"options": "noise_level=5"}},
 ]
-GOOD = [c for c in CASES if "refused" not in c["name"] and c["name"] != "review_layer"]
+GOOD = [c for c in CASES if "refused" not in c["name"] and c["name"] not in ("review_layer", "face_flag_path")]
+ASTRONAUT = 256  # the astronaut picture's side; MTCNN finds her face at about (89, 30) - (135, 88) there
 
 
 def gimp_batch(chroot, workdir: Path, home: Path, cases: list[dict], runtime: Path, tag: str) -> Path:
@@ -64,6 +67,10 @@ def gimp_batch(chroot, workdir: Path, home: Path, cases: list[dict], runtime: Pa
     for case in cases:
         babl, dtype, transfer = FORMATS[case["precision"]]
         src = inputs / f"{case['name']}.src"
+        if case.get("picture") == "astronaut":
+            src.write_bytes(astronaut_rgba(ASTRONAUT).tobytes())
+            plan_cases.append(dict(case, width=ASTRONAUT, height=ASTRONAUT, babl=babl, source=chroot.inside(src)))
+            continue
         src.write_bytes(photo(W, H, dtype, "RGBA", transfer).tobytes())
         plan_cases.append(dict(case, width=W, height=H, babl=babl, source=chroot.inside(src)))
     plan = workdir / f"gimp-plan-{tag}.json"
@@ -77,6 +84,15 @@ def gimp_batch(chroot, workdir: Path, home: Path, cases: list[dict], runtime: Pa
                        f"exec(open({driver!r}).read())"], env, timeout=600)
     assert (out / "summary.json").exists(), f"GIMP wrote no summary:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return out
+
+
+def astronaut_rgba(side: int) -> np.ndarray:
+    """scikit-image's astronaut (one face), side x side, 8-bit RGBA."""
+    import skimage.data
+    from PIL import Image
+
+    rgb = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((side, side), Image.Resampling.LANCZOS))
+    return np.dstack([rgb, np.full((side, side), 255, np.uint8)])
 
 
 def install_gimp_plugin(home: Path, bundle: Path) -> Path:
@@ -217,3 +233,20 @@ def test_review_layer_hidden_above_the_result(gimp_run: Path, e2e_daemon: Path) 
     want = editor.crop_rows(expected.review, s.width, 1, region.inner)
     got = np.frombuffer((gimp_run / "review_layer.review").read_bytes(), np.uint8).reshape(-1, 4)
     assert got[:, 3].tobytes() == want and (got[:, 0] == 255).all()
+
+
+def test_face_flag_becomes_a_named_path_around_the_face(gimp_run: Path, e2e_daemon: Path) -> None:
+    """The daemon flags the astronaut's face (lighter touch); the plug-in adds one rectangular path named with the
+    flag around exactly the box the daemon reported, in the image that holds the result."""
+    rep = report(gimp_run, "face_flag_path")
+    assert rep["status"] == "success", rep
+    client = Client(autostart=False, timeout=120, path=e2e_daemon / "daemon.json")
+    expected = client.enhance("denoise", astronaut_rgba(ASTRONAUT).tobytes(),
+                              ImageSpec(ASTRONAUT, ASTRONAUT, "u8", "RGBA", "srgb"), params={"noise_level": 5})
+    faces = [f for f in expected.info.get("flags", []) if f["kind"] == "face"]
+    assert len(faces) == 1, expected.info.get("flags")
+    x0, y0, x1, y1 = faces[0]["box"]
+    assert 70 <= x0 < x1 <= 155 and 10 <= y0 < y1 <= 110, faces[0]  # around her face, not elsewhere
+    paths = rep["paths"]
+    assert [p["name"] for p in paths] == ["Retouch flag: face: strength 0.5"], paths
+    assert paths[0]["box"] == [x0, y0, x1, y1] and paths[0]["visible"] and paths[0]["strokes"] == 1

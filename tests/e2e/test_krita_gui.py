@@ -19,6 +19,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent.parent / "docs"
 W, H = 320, 200
+FACE_SIDE = 320  # the astronaut portrait; MTCNN finds her face at about (114, 40) - (166, 109) there
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,18 @@ def gui_run(chroot, workdir: Path, krita_bundle: Path, e2e_daemon: Path) -> tupl
     bgra = np.dstack([rgb[:, :, ::-1], np.full((H, W), 255, np.uint8)])
     picture = workdir / "gui-picture.raw"
     picture.write_bytes(bgra.tobytes())
+    import skimage.data
+
+    portrait = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((FACE_SIDE, FACE_SIDE),
+                                                                            Image.Resampling.LANCZOS))
+    face_picture = workdir / "gui-face.raw"
+    face_picture.write_bytes(np.dstack([portrait[:, :, ::-1], np.full((FACE_SIDE, FACE_SIDE), 255, np.uint8)])
+                             .tobytes())
     out = workdir / "gui-out"
     env = {"HOME": chroot.inside(home), "XDG_DATA_HOME": chroot.inside(home / ".local" / "share"),
            "XDG_CONFIG_HOME": chroot.inside(config), "RETOUCH_RUNTIME_DIR": chroot.inside(e2e_daemon),
            "RETOUCH_E2E_OUT": chroot.inside(out), "RETOUCH_E2E_PICTURE": chroot.inside(picture),
+           "RETOUCH_E2E_FACE": chroot.inside(face_picture), "RETOUCH_E2E_FACE_SIDE": str(FACE_SIDE),
            "RETOUCH_DAEMON_COMMAND": "/bin/false"}
     proc = chroot.run(["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "krita", "--nosplash"], env, timeout=300)
     result = out / "gui.json"
@@ -100,3 +109,19 @@ def test_cancel_during_a_big_job_adds_nothing(gui_run) -> None:
     assert state["cancel_message"].startswith("Cancelled"), state["cancel_message"]
     assert state["big_layers_after"] == state["big_layers_before"]
     assert state["new_documents_after"] == state["new_documents_before"]
+
+
+def test_face_flag_is_listed_and_a_click_zooms_to_it(gui_run) -> None:
+    _, state = gui_run
+    assert state["faces_message"].startswith("Added layer"), state["faces_message"]
+    assert state["flags_visible"], "the docker hid its flag list"
+    assert len(state["flags_listed"]) == 1 and state["flags_listed"][0].startswith("face: strength 0.5"), \
+        state["flags_listed"]
+    (x, y, w, h), = state["flag_rects"]
+    assert 95 <= x and x + w <= 185 and 20 <= y and y + h <= 130, state["flag_rects"]  # around her face
+    bx, by, bw, bh = state["visible_before_zoom"]
+    ax, ay, aw, ah = state["visible_after_zoom"]
+    assert aw * ah < bw * bh / 4, (state["visible_before_zoom"], state["visible_after_zoom"])  # zoomed in
+    assert ax <= x and ay <= y and x + w <= ax + aw and y + h <= ay + ah, "the flagged face is not in view"
+    cx, cy = x + w / 2, y + h / 2
+    assert abs(ax + aw / 2 - cx) < aw / 6 and abs(ay + ah / 2 - cy) < ah / 6, "the face is not centred"

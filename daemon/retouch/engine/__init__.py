@@ -25,6 +25,9 @@ log = logging.getLogger("retouch.engine")
 MIN_TILE = 32
 MAX_TILE = 2048
 DEFAULT_CPU_BUDGET = 1 << 30  # bytes of activations for one tile on CPU
+DEFAULT_VRAM_BUDGET = 8 << 30  # bytes of GPU memory a job may hold at its peak, weights included
+VRAM_PROBE = 128  # side of the tile whose measured peak gives a model's GPU bytes per pixel
+VRAM_MARGIN = 1.2  # cuDNN picks other algorithms (and workspaces) for larger tiles
 BYTES_PER_PIXEL_FP32 = 2048  # per input pixel, for a small conv net at 48-64 features (measured order)
 
 
@@ -46,10 +49,13 @@ class RunInfo:
 
 
 class Engine:
-    def __init__(self, device: str = "auto", precision: str = "auto", max_loaded: int = 4) -> None:
+    def __init__(self, device: str = "auto", precision: str = "auto", max_loaded: int = 4,
+                 vram_budget: int = DEFAULT_VRAM_BUDGET) -> None:
         self.device = pick_device(device)
         self.precision = precision
         self.max_loaded = max_loaded
+        self.vram_budget = vram_budget
+        self._gpu_bytes_per_px: dict[tuple[str, str], float] = {}
         self._cache: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()  # held while loading: one load of a file at a time
         self._cache_lock = threading.Lock()  # held briefly around every cache read or change
@@ -84,14 +90,35 @@ class Engine:
             return model
 
     def default_tile(self, model: LoadedModel) -> int:
-        if model.device.type == "cuda":
+        """The largest tile whose activations fit: on CPU an estimate per pixel against a fixed budget; on a GPU
+        the model's measured peak per pixel against what is left of `vram_budget` (and of the card's free
+        memory) once the loaded weights are counted, so a job's peak stays under the budget."""
+        if model.device.type == "cuda" and model.backend == "torch":
+            used = torch.cuda.memory_allocated(model.device)
             free, _ = torch.cuda.mem_get_info(model.device)
-            budget = free // 2
-        else:
-            budget = DEFAULT_CPU_BUDGET
+            budget = max(0, min(self.vram_budget - used, int(free * 0.9)))
+            per_px = self.gpu_bytes_per_pixel(model) * VRAM_MARGIN
+            side = int((budget / per_px) ** 0.5) - 2 * model.context
+            return max(MIN_TILE, min(MAX_TILE, side // 32 * 32))
         per_px = BYTES_PER_PIXEL_FP32 * (1 if model.dtype == "fp32" else 0.5) * max(1, model.scale**2 / 4)
-        tile = int((budget / per_px) ** 0.5) // 32 * 32
+        tile = int((DEFAULT_CPU_BUDGET / per_px) ** 0.5) // 32 * 32
         return max(MIN_TILE * 4, min(MAX_TILE, tile))
+
+    def gpu_bytes_per_pixel(self, model: LoadedModel) -> float:
+        """GPU memory one input pixel costs this model at its peak, measured once on a probe tile (activations
+        grow with the pixel count, so the probe's figure scales)."""
+        key = (str(model.path), str(model.device))
+        if key not in self._gpu_bytes_per_px:
+            dev = model.device
+            probe = np.zeros((VRAM_PROBE, VRAM_PROBE, 3), np.float32)
+            torch.cuda.synchronize(dev)
+            before = torch.cuda.memory_allocated(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+            model(probe, 0.0 if model.conditioned else None)
+            torch.cuda.synchronize(dev)
+            peak = torch.cuda.max_memory_allocated(dev) - before
+            self._gpu_bytes_per_px[key] = max(peak, 1) / VRAM_PROBE**2
+        return self._gpu_bytes_per_px[key]
 
     def run(
         self,
@@ -173,4 +200,4 @@ def _failing_above(fn: Callable[[np.ndarray], np.ndarray], limit: int) -> Callab
     return run
 
 
-__all__ = ["Engine", "LoadedModel", "ModelSpec", "RunInfo", "is_oom"]
+__all__ = ["DEFAULT_VRAM_BUDGET", "MAX_TILE", "VRAM_MARGIN", "Engine", "LoadedModel", "ModelSpec", "RunInfo", "is_oom"]

@@ -64,8 +64,8 @@ class LoadedModel:
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
         x = torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))[None]
         x = x.clamp(0, 1).to(self.device, dtype)
-        if self.conditioned and condition is None and self.architecture != "DRUNet":
-            condition = 0.0  # our conditioned Compact needs its channel; 0 is its neutral value
+        if self.conditioned and condition is None and self.condition != "noise_sigma":
+            condition = 0.0  # a blur-hint channel's neutral value ("auto"); a denoiser keeps spandrel's default level
         with torch.inference_mode():
             if self.conditioned and condition is not None:
                 y = self._run_conditioned(x, condition)

@@ -37,6 +37,7 @@ class ModelSpec:
     def to_wire(self) -> dict:
         d = asdict(self)
         d["path"] = str(self.path)
+        d["size"] = self.path.stat().st_size if self.path.is_file() else None
         return d
 
 

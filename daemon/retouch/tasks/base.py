@@ -60,6 +60,8 @@ COMMON_PARAMS = (
           maximum=2**31 - 1, group="post"),
     Param("color_fix", "str", "none", "keep the source's low-frequency colours", choices=("none", "wavelet", "adain"),
           group="post"),
+    Param("face_strength", "float", 0.5, "strength on faces, relative to the rest (faces found in the image get a "
+          "lighter touch; 1 = none, no detection)", minimum=0.0, maximum=1.0, group="post"),
 )
 
 
@@ -67,6 +69,11 @@ COMMON_PARAMS = (
 ENSEMBLE = Param("ensemble", "bool", False, "average 8 flipped and turned passes: 8x slower, a little cleaner")
 REVIEW = Param("review", "bool", False, "also return an invention map: where the result is not supported by the "
                "input (3 extra passes)", group="review")
+TEXT_GUARD = Param("text_guard", "bool", False, "read the text before and after (OCR) and flag every region whose "
+                   "reading changed", group="review")
+PROTECT_TEXT = Param("protect_text", "bool", False, "keep flagged text regions at a conservative result (the input, "
+                     "or its bicubic enlargement); implies text_guard", group="review")
+MODEL_TASK_PARAMS = (ENSEMBLE, REVIEW, TEXT_GUARD, PROTECT_TEXT)
 
 
 @dataclass

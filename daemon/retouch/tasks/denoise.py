@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import BadRequest
 from ..ops.noise import estimate_sigma
 from ..pixels import WorkImage
-from .base import ENSEMBLE, REVIEW, Param, Task, TaskContext, TaskResult, check_restorer, load_for, run_info, run_tiles
+from .base import MODEL_TASK_PARAMS, Param, Task, TaskContext, TaskResult, check_restorer, load_for, run_info, run_tiles
 
 
 class Denoise(Task):
@@ -22,7 +22,7 @@ class Denoise(Task):
     label = "Denoise"
     description = "Remove sensor noise (luminance and colour) without smearing texture."
     params = (Param("noise_level", "float", "auto", "noise standard deviation on the 0..255 scale, or auto",
-                    minimum=0.0, maximum=50.0, allow_auto=True), ENSEMBLE, REVIEW)
+                    minimum=0.0, maximum=50.0, allow_auto=True), *MODEL_TASK_PARAMS)
 
     def default_model(self, params: dict[str, Any]) -> str:
         return "retouch-denoise"

@@ -1,6 +1,6 @@
 """Sharpen: recover defocus and camera-shake blur, without halos.
 
-The builtin model is a Compact net (all its convolutions at full resolution, plus a global residual) whose extra
+The builtin model is a DRUNet (a U-Net of residual blocks whose receptive field spans camera shake) whose extra
 input channel is a blur hint: `auto` (blind), `defocus` or `motion`. It was trained on both kinds of blur with
 mild noise, half the time with the true hint and half blind. Models without a hint channel run with `auto` only.
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import BadRequest
 from ..pixels import WorkImage
-from .base import ENSEMBLE, REVIEW, Param, Task, TaskContext, TaskResult, check_restorer, load_for, run_info, run_tiles
+from .base import MODEL_TASK_PARAMS, Param, Task, TaskContext, TaskResult, check_restorer, load_for, run_info, run_tiles
 
 BLUR_HINTS = {"auto": 0.0, "defocus": 0.25, "motion": 0.5}  # values of the builtin model's conditioning channel
 
@@ -22,7 +22,7 @@ class Sharpen(Task):
     name = "sharpen"
     label = "Sharpen / deblur"
     description = "Recover defocus and camera-shake blur without halos."
-    params = (Param("blur", "str", "auto", "kind of blur, when known", choices=tuple(BLUR_HINTS)), ENSEMBLE, REVIEW)
+    params = (Param("blur", "str", "auto", "kind of blur, when known", choices=tuple(BLUR_HINTS)), *MODEL_TASK_PARAMS)
 
     def default_model(self, params: dict[str, Any]) -> str:
         return "retouch-sharpen"

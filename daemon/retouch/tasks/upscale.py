@@ -8,14 +8,14 @@ import numpy as np
 
 from ..errors import BadRequest
 from ..pixels import WorkImage, resize, resize_alpha
-from .base import ENSEMBLE, REVIEW, Param, Task, TaskContext, TaskResult, load_for, run_info, run_tiles
+from .base import MODEL_TASK_PARAMS, Param, Task, TaskContext, TaskResult, load_for, run_info, run_tiles
 
 
 class Upscale(Task):
     name = "upscale"
     label = "Upscale (super-resolution)"
     description = "Enlarge 2x or 4x, recovering detail a plain resize would blur."
-    params = (Param("scale", "int", 2, "enlargement factor", choices=(2, 4)), ENSEMBLE, REVIEW)
+    params = (Param("scale", "int", 2, "enlargement factor", choices=(2, 4)), *MODEL_TASK_PARAMS)
 
     def default_model(self, params: dict[str, Any]) -> str:
         return f"retouch-upscale-x{params['scale']}"

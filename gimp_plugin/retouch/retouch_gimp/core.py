@@ -187,6 +187,7 @@ def apply(request: Request, result: Result) -> Any:
         layer = _new_layer(image, name, target.width, target.height, layer_type, pixels, request.babl, 0, 0)
         image.insert_layer(layer, None, 0)
         _add_review(image, layer, result, inner, editor.Rect(0, 0, target.width, target.height), layer_type, False)
+        _add_flag_paths(image, result, inner, editor.Rect(0, 0, target.width, target.height))
         if request.mask is not None:
             t = request.region.target
             scaled = read_selection(source_image, editor.Rect(t.x * s, t.y * s, t.width * s, t.height * s), s)
@@ -211,6 +212,7 @@ def apply(request: Request, result: Result) -> Any:
         if request.mask is not None:
             layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
         _add_review(image, layer, result, inner, target, layer_type, request.mask is not None)
+        _add_flag_paths(image, result, inner, target)
     finally:
         image.undo_group_end()
     return layer
@@ -228,6 +230,22 @@ def _add_review(image: Any, above: Any, result: Result, inner: editor.Rect, at: 
     image.insert_layer(layer, above.get_parent(), image.get_item_position(above))
     if masked:
         layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+
+
+FLAG_PATH_PREFIX = "Retouch flag: "
+
+
+def _add_flag_paths(image: Any, result: Result, inner: editor.Rect, at: editor.Rect) -> None:
+    """One rectangular path per flag (text read differently, a face given a lighter touch), named with the daemon's
+    words: the Paths dialog lists them, and a path can be shown, selected from or stroked."""
+    for flag in editor.place_flags(result.info.get("flags") or [], inner, at):
+        r = flag.rect
+        corners = [(r.x, r.y), (r.right, r.y), (r.right, r.bottom), (r.x, r.bottom)]
+        points = [c for x, y in corners for c in (x, y, x, y, x, y)]  # a corner anchor with its two handles
+        path = Gimp.Path.new(image, FLAG_PATH_PREFIX + flag.label)
+        path.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, points, True)
+        image.insert_path(path, None, 0)
+        path.set_visible(True)
 
 
 def _new_layer(image: Any, name: str, w: int, h: int, kind: Any, pixels: bytes, babl: str, x: int, y: int) -> Any:

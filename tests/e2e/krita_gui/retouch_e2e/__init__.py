@@ -201,7 +201,61 @@ def after_cancel() -> None:
     STATE["cancel_message"] = docker.message.text()
     STATE["big_layers_after"] = layer_names(big)
     STATE["new_documents_after"] = len(core.NEW_DOCUMENTS)
-    for key in ("doc", "src", "docker", "big"):
+    start_faces()
+
+
+def start_faces() -> None:
+    """A portrait: the daemon flags the face it gave a lighter touch; the docker lists it; a click zooms there."""
+    log("start_faces")
+    app = Krita.instance()
+    side = int(os.environ["RETOUCH_E2E_FACE_SIDE"])
+    faces = app.createDocument(side, side, "retouch-e2e-faces", "RGBA", "U8", "", 72.0)
+    STATE["faces"] = faces
+    layer = faces.createNode("Portrait", "paintlayer")
+    layer.setPixelData(Path(os.environ["RETOUCH_E2E_FACE"]).read_bytes(), 0, 0, side, side)
+    faces.rootNode().addChildNode(layer, None)
+    app.activeWindow().addView(faces)
+    faces.setActiveNode(layer)
+    wait_for(lambda: (app.activeDocument() is not None and app.activeDocument().name() == "retouch-e2e-faces"
+                      and app.activeDocument().activeNode() is not None
+                      and app.activeDocument().activeNode().name() == "Portrait"),
+             run_faces, 30, "the portrait to become active")
+
+
+def run_faces() -> None:
+    log("run_faces")
+    docker = STATE["docker"]
+    docker.start(preview=False, task_name="denoise", params={"noise_level": 5})
+    wait_for(lambda: docker.request is None and docker.run_button.isEnabled()
+             and docker.message.text().startswith(("Added layer", "Failed", "Could not")), after_faces, 300,
+             "the portrait job")
+
+
+def after_faces() -> None:
+    log("after_faces")
+    from retouch_krita import core
+
+    docker = STATE["docker"]
+    STATE["faces_message"] = docker.message.text()
+    STATE["flags_visible"] = docker.flags_box.isVisible()
+    STATE["flags_listed"] = [docker.flags_list.item(i).text() for i in range(docker.flags_list.count())]
+    STATE["flag_rects"] = [[f.rect.x, f.rect.y, f.rect.width, f.rect.height] for _, f in core.FLAGS]
+    before = core._visible_rect()
+    STATE["visible_before_zoom"] = [before.x, before.y, before.width, before.height] if before else None
+    if docker.flags_list.count():
+        docker.flags_list.itemClicked.emit(docker.flags_list.item(0))
+    QtCore.QTimer.singleShot(1500, after_zoom)
+
+
+def after_zoom() -> None:
+    log("after_zoom")
+    from retouch_krita import core
+
+    after = core._visible_rect()
+    STATE["visible_after_zoom"] = [after.x, after.y, after.width, after.height] if after else None
+    STATE["message_after_zoom"] = STATE["docker"].message.text()
+    STATE["zoom_trace"] = [list(t) for t in core.ZOOM_TRACE]
+    for key in ("doc", "src", "docker", "big", "faces"):
         STATE.pop(key, None)
     finish()
 
