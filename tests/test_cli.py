@@ -560,3 +560,20 @@ def test_serve_refuses_a_bad_vram_budget(value: str) -> None:
     assert proc.returncode == 2
     assert "argument --vram-budget" in proc.stderr and repr(value) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_face_flags_in_json_and_plain_output(tmp_path: Path) -> None:
+    import skimage.data
+    from PIL import Image
+
+    portrait = tmp_path / "portrait.png"
+    Image.fromarray(skimage.data.astronaut()).resize((256, 256)).save(portrait)
+    info = one_json(ok(retouch("enhance", portrait, "-o", tmp_path / "a.png", "--task", "denoise",
+                               "--noise-level", "10", "--json")))
+    assert [f["label"] for f in info["flags"]] == ["face: strength 0.5"]
+    plain = ok(retouch("enhance", portrait, "-o", tmp_path / "b.png", "--task", "denoise", "--noise-level", "10",
+                       "--face-strength", "0.25", "--text-guard"))
+    assert "flag: face: strength 0.25 at [" in plain.stdout
+    none = one_json(ok(retouch("enhance", portrait, "-o", tmp_path / "c.png", "--task", "denoise",
+                               "--face-strength", "1", "--json")))
+    assert none["flags"] == []

@@ -162,17 +162,23 @@ def after_repeat() -> None:
 
     big = app.createDocument(900, 900, "retouch-e2e-big", "RGBA", "U8", "", 72.0)
     STATE["big"] = big
-    layer = big.createNode("Noise", "paintlayer")
-    layer.setPixelData(os.urandom(900 * 900 * 4), 0, 0, 900, 900)
-    big.rootNode().addChildNode(layer, None)
-    app.activeWindow().addView(big)
-    big.setActiveNode(layer)
-    STATE["big_layers_before"] = layer_names(big)
     STATE["new_documents_before"] = len(core.NEW_DOCUMENTS)
-    wait_for(lambda: (app.activeDocument() is not None and app.activeDocument().name() == "retouch-e2e-big"
+    show_with_layer(big, "Noise", os.urandom(900 * 900 * 4), start_big)
+    STATE["big_layers_before"] = layer_names(big)
+
+
+def show_with_layer(doc, layer_name: str, pixels: bytes, then) -> None:
+    """Give `doc` one paint layer of `pixels`, open a view of it, and call `then` once it is the active one."""
+    app = Krita.instance()
+    layer = doc.createNode(layer_name, "paintlayer")
+    layer.setPixelData(pixels, 0, 0, doc.width(), doc.height())
+    doc.rootNode().addChildNode(layer, None)
+    app.activeWindow().addView(doc)
+    doc.setActiveNode(layer)
+    wait_for(lambda: (app.activeDocument() is not None and app.activeDocument().name() == doc.name()
                       and app.activeDocument().activeNode() is not None
-                      and app.activeDocument().activeNode().name() == "Noise"),
-             start_big, 30, "the big document to become active")
+                      and app.activeDocument().activeNode().name() == layer_name),
+             then, 30, f"{doc.name()} to become active")
 
 
 def start_big() -> None:
@@ -211,15 +217,7 @@ def start_faces() -> None:
     side = int(os.environ["RETOUCH_E2E_FACE_SIDE"])
     faces = app.createDocument(side, side, "retouch-e2e-faces", "RGBA", "U8", "", 72.0)
     STATE["faces"] = faces
-    layer = faces.createNode("Portrait", "paintlayer")
-    layer.setPixelData(Path(os.environ["RETOUCH_E2E_FACE"]).read_bytes(), 0, 0, side, side)
-    faces.rootNode().addChildNode(layer, None)
-    app.activeWindow().addView(faces)
-    faces.setActiveNode(layer)
-    wait_for(lambda: (app.activeDocument() is not None and app.activeDocument().name() == "retouch-e2e-faces"
-                      and app.activeDocument().activeNode() is not None
-                      and app.activeDocument().activeNode().name() == "Portrait"),
-             run_faces, 30, "the portrait to become active")
+    show_with_layer(faces, "Portrait", Path(os.environ["RETOUCH_E2E_FACE"]).read_bytes(), run_faces)
 
 
 def run_faces() -> None:

@@ -1,0 +1,326 @@
+"""The text guard: find text whose reading the enhancement changed (a blurry "8" made a sharp "B"), and keep it safe.
+
+Text lines are detected once, on the result and on the conservative image (a bicubic upscale of the input, or the
+input itself for same-size tasks), and the two sets of boxes are merged. Each box is then read (recognition only)
+in both images from the same cuts: the text's estimated tight box extended by several margins. One crop's reading
+flips with a pixel of margin on ambiguous glyphs, so each image's reading is the candidate string (any crop's greedy
+reading, from either image) with the highest CTC log-likelihood averaged over its crops. A box is flagged when the two
+readings differ (exact characters, spaces ignored: "8"/"B" and "0"/"O" are what must be caught), when at least one
+image reads its text confidently, and when the images disagree by enough evidence: how much less likely the result's
+reading is in the conservative image than its own reading, plus the converse, in nats per crop.
+`protect_text` puts the conservative pixels back in the flagged boxes, feathered.
+
+OCR is rapidocr (PP-OCR det/rec ONNX models bundled in its wheel, run by onnxruntime on the CPU); it is imported on
+first use and loaded once per process. Thresholds: benchmarks/textguard.py.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+MIN_SCORE = 0.5  # mean character confidence one of the two images must reach (rapidocr's own text_score)
+MIN_EVIDENCE = 2.0  # nats per crop: the disagreement between the images needed for a flag
+MIN_HEIGHT = 8  # px (result): shorter text lines are not read
+MARGINS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.38, 0.45)  # crops: the tight box extended by these shares of its height
+DETECTOR_PAD = (0.2, 0.3)  # the detector's box exceeds the ink by about this share of the ink's height (x, y)
+MERGE_IOU = 0.3  # boxes found on both images that overlap this much are one box
+DETECT_TILE = 1536  # px: detection runs at full resolution on tiles of at most this size (memory)
+DETECT_OVERLAP = 128
+REC_HEIGHT = 48  # the recogniser's input height
+REC_BATCH = 8  # crops per recogniser call (memory: T x 18k classes each)
+FLOOR = 1e-6  # probability given to a character outside a time step's 5 likeliest
+PROTECT_PAD = 4  # px (result) added around a flagged box before it is put back
+FEATHER = 3.0  # px: width of the soft edge of a put-back box
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class TextFlag:
+    box: Box  # x0, y0, x1, y1 (exclusive), in result pixels: the detected text line
+    before: str  # the reading of the conservative image
+    after: str  # the reading of the result
+    before_score: float  # mean character confidence of each reading, 0..1
+    after_score: float
+    evidence: float = 0.0  # nats per crop by which the two images disagree (0 when the readings are the same)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "text", "box": [int(v) for v in self.box], "before": self.before, "after": self.after,
+                "before_score": round(float(self.before_score), 4), "after_score": round(float(self.after_score), 4),
+                "evidence": round(float(self.evidence), 3)}
+
+
+class _Ocr:
+    """rapidocr's detector and recogniser, loaded once."""
+
+    _lock = threading.Lock()
+    _instance: _Ocr | None = None
+
+    def __init__(self) -> None:
+        try:
+            from rapidocr import RapidOCR
+        except ImportError as exc:
+            raise RuntimeError("the text guard needs the OCR package 'rapidocr' (with onnxruntime), which is not "
+                               "installed: pip install rapidocr") from exc
+        params: dict[str, Any] = {"Global.log_level": "error", "Det.limit_type": "max",
+                                  "Det.limit_side_len": DETECT_TILE}
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        if threads.isdigit() and int(threads) > 0:
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = int(threads)
+            params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
+        engine = RapidOCR(params=params)
+        self.detector = engine._load_det_model()
+        recognizer = engine._load_rec_model()
+        self.rec_session = recognizer.session
+        self.characters: list[str] = list(recognizer.postprocess_op.character)  # 0 is the CTC blank
+        self.index = {c: i for i, c in enumerate(self.characters) if i > 0}
+        self.run_lock = threading.Lock()  # rapidocr's detector keeps per-call state
+
+    @classmethod
+    def get(cls) -> _Ocr:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def detect(self, bgr: np.ndarray) -> list[Box]:
+        """Axis-aligned boxes of the text lines, tile by tile at full resolution."""
+        h, w = bgr.shape[:2]
+        step = DETECT_TILE - DETECT_OVERLAP
+        boxes: list[Box] = []
+        for y in range(0, max(h - DETECT_OVERLAP, 1), step):
+            for x in range(0, max(w - DETECT_OVERLAP, 1), step):
+                tile = np.ascontiguousarray(bgr[y:y + DETECT_TILE, x:x + DETECT_TILE])
+                with self.run_lock:
+                    found = self.detector(tile)
+                if found.boxes is None:
+                    continue
+                for quad in np.asarray(found.boxes):
+                    x0, y0 = (int(v) for v in np.floor(quad.min(axis=0)))
+                    x1, y1 = (int(v) for v in np.ceil(quad.max(axis=0)))
+                    boxes.append((max(0, x + x0), max(0, y + y0), min(w, x + x1), min(h, y + y1)))
+        return merge_boxes(boxes)
+
+    def posteriors(self, crops: list[np.ndarray]) -> list[Posterior]:
+        """Per crop (BGR uint8), the recogniser's character probabilities, in batches padded like rapidocr's."""
+        out: list[Posterior] = []
+        for start in range(0, len(crops), REC_BATCH):
+            batch_crops = crops[start:start + REC_BATCH]
+            ratios = [c.shape[1] / c.shape[0] for c in batch_crops]
+            width = int(REC_HEIGHT * max(max(ratios), 320 / REC_HEIGHT))
+            batch = np.zeros((len(batch_crops), 3, REC_HEIGHT, width), np.float32)
+            used = []
+            for i, (crop, ratio) in enumerate(zip(batch_crops, ratios, strict=True)):
+                w = min(width, int(np.ceil(REC_HEIGHT * ratio)))
+                resized = cv2.resize(crop, (w, REC_HEIGHT)).astype(np.float32) / 127.5 - 1.0
+                batch[i, :, :, :w] = resized.transpose(2, 0, 1)
+                used.append(w / width)
+            probs = self.rec_session(batch)
+            steps = probs.shape[1]
+            # the padding reads as blanks: cut it off, so that every crop is scored on its own content only
+            out += [Posterior.of(p[:max(1, int(np.ceil(steps * u)))], self.characters)
+                    for p, u in zip(probs, used, strict=True)]
+        return out
+
+
+@dataclass
+class Posterior:
+    """One crop's reading: the best path, and the probabilities of the few characters that matter (the 5 likeliest
+    at any time step, and the blank); any other character counts as FLOOR."""
+
+    text: str
+    score: float  # mean confidence of the best path's characters (0 when it is empty)
+    columns: dict[int, int]  # character index -> column of probs
+    probs: np.ndarray  # T x len(columns) float32
+
+    @classmethod
+    def of(cls, probs: np.ndarray, characters: list[str]) -> Posterior:
+        best = probs.argmax(axis=1)
+        keep = np.ones(len(best), bool)
+        keep[1:] = best[1:] != best[:-1]
+        keep &= best != 0
+        text = "".join(characters[i] for i in best[keep])
+        score = float(probs.max(axis=1)[keep].mean()) if keep.any() else 0.0
+        top = np.unique(np.concatenate(([0], np.argpartition(probs, -5, axis=1)[:, -5:].ravel())))
+        return cls(text, score, {int(c): i for i, c in enumerate(top)}, np.ascontiguousarray(probs[:, top]))
+
+
+def ocr() -> _Ocr:
+    """The process-wide OCR engine (loaded on first call; RuntimeError naming the package when it is missing)."""
+    return _Ocr.get()
+
+
+def ctc_log_likelihood(probs: np.ndarray, labels: list[int]) -> float:
+    """log P(labels | probs) under CTC (blank = 0) for one T x C probability matrix (reference implementation)."""
+    return float(log_likelihoods([Posterior("", 0.0, {c: c for c in range(probs.shape[1])}, probs)], [labels])[0, 0])
+
+
+def log_likelihoods(posteriors: list[Posterior], labels: list[list[int]]) -> np.ndarray:
+    """log P(labels[k] | posteriors[n]) under CTC (blank = 0), as an N x K array, by one forward pass over all of
+    them (shorter crops padded with certain blanks, which leaves every likelihood as it is)."""
+    steps = max(p.probs.shape[0] for p in posteriors)
+    states = 2 * max(len(lab) for lab in labels) + 1
+    ext = np.zeros((len(labels), states), int)
+    for k, lab in enumerate(labels):
+        ext[k, 1:2 * len(lab):2] = lab
+    logp = np.full((len(posteriors), steps, len(labels), states), -1e30, np.float32)
+    for n, post in enumerate(posteriors):
+        table = np.log(np.maximum(post.probs, FLOOR))
+        floor = np.full((len(table), 1), np.log(FLOOR), np.float32)
+        table = np.concatenate((table, floor), axis=1)  # the last column: any character not kept
+        columns = np.vectorize(lambda c, cols=post.columns: cols.get(int(c), -1))(ext) if ext.size else ext
+        logp[n, :len(table)] = table[:, columns]
+        logp[n, len(table):] = np.where(ext == 0, 0.0, -1e30)  # padding: certain blanks
+    skip = np.zeros(ext.shape, bool)
+    skip[:, 2:] = (ext[:, 2:] != 0) & (ext[:, 2:] != ext[:, :-2])
+    alpha = np.full((len(posteriors), len(labels), states), -np.inf, np.float32)
+    alpha[..., :2] = logp[:, 0, :, :2]
+    for t in range(1, steps):
+        one = np.concatenate((np.full(alpha.shape[:2] + (1,), -np.inf, np.float32), alpha[..., :-1]), axis=2)
+        two = np.concatenate((np.full(alpha.shape[:2] + (2,), -np.inf, np.float32), alpha[..., :-2]), axis=2)
+        alpha = np.logaddexp(np.logaddexp(alpha, one), np.where(skip, two, -np.inf)) + logp[:, t]
+    ends = np.array([2 * len(lab) for lab in labels])
+    last = np.take_along_axis(alpha, ends[None, :, None], axis=2)[..., 0]
+    before_last = np.take_along_axis(alpha, np.maximum(ends - 1, 0)[None, :, None], axis=2)[..., 0]
+    return np.where(ends > 0, np.logaddexp(last, before_last), last).astype(np.float64)
+
+
+def iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def merge_boxes(boxes: list[Box]) -> list[Box]:
+    """Boxes that overlap by MERGE_IOU or more become their union, until none do."""
+    merged = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                if iou(merged[i], merged[j]) >= MERGE_IOU:
+                    a, b = merged[i], merged.pop(j)
+                    merged[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    changed = True
+                    break
+            if changed:
+                break
+    return sorted(merged, key=lambda b: (b[1], b[0]))
+
+
+def result_scale(source: np.ndarray, result: np.ndarray) -> int:
+    """The integer factor between source and result (ValueError naming what is wrong)."""
+    for name, image in (("source", source), ("result", result)):
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            shape = getattr(image, "shape", type(image).__name__)
+            raise ValueError(f"{name} must be an H x W x 3 array, got shape {shape}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"{name} is empty ({image.shape[1]}x{image.shape[0]})")
+    (h, w), (rh, rw) = source.shape[:2], result.shape[:2]
+    if rh % h or rw % w or rh // h != rw // w:
+        raise ValueError(f"result {rw}x{rh} is not the source {w}x{h} scaled by one integer factor")
+    return rh // h
+
+
+def conservative(source: np.ndarray, scale: int) -> np.ndarray:
+    """What the result falls back to: the input itself, or its bicubic upscale."""
+    image = np.asarray(source, np.float32)
+    if scale == 1:
+        return image
+    h, w = image.shape[:2]
+    return np.clip(cv2.resize(image, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    rgb8 = (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(rgb8[..., ::-1])
+
+
+def padded(box: Box, pad: int, shape: tuple[int, ...]) -> Box:
+    return max(0, box[0] - pad), max(0, box[1] - pad), min(shape[1], box[2] + pad), min(shape[0], box[3] + pad)
+
+
+def tight(box: Box) -> Box:
+    """The ink's box estimated from a detected box (the detector pads by DETECTOR_PAD of the ink's height)."""
+    ink = (box[3] - box[1]) / (1 + 2 * DETECTOR_PAD[1])
+    dx, dy = round(DETECTOR_PAD[0] * ink), round(DETECTOR_PAD[1] * ink)
+    x0, x1 = (box[0] + dx, box[2] - dx) if box[2] - box[0] > 2 * dx + 1 else (box[0], box[2])
+    return x0, box[1] + dy, x1, box[3] - dy
+
+
+def same_text(a: str, b: str) -> bool:
+    return "".join(a.split()) == "".join(b.split())
+
+
+def read_box(base: np.ndarray, out: np.ndarray, box: Box, inks: list[Box],
+             margins: tuple[float, ...] = MARGINS) -> TextFlag:
+    """Both readings of one text line (BGR uint8 images of the same size), from crops around each box of `inks`
+    (the text's estimated tight box; several when its place is known less exactly) with each of `margins`."""
+    cuts = [padded(ink, max(1, round(m * (ink[3] - ink[1]))), out.shape) for ink in inks for m in margins]
+    posteriors = ocr().posteriors([base[y0:y1, x0:x1] for x0, y0, x1, y1 in cuts] +
+                                  [out[y0:y1, x0:x1] for x0, y0, x1, y1 in cuts])
+    before_side, after_side = posteriors[:len(cuts)], posteriors[len(cuts):]
+    candidates = sorted({p.text for p in posteriors})
+    index = ocr().index
+    ll = log_likelihoods(posteriors, [[index[ch] for ch in c if ch in index] for c in candidates])
+    ll_before = dict(zip(candidates, ll[:len(cuts)].mean(axis=0), strict=True))
+    ll_after = dict(zip(candidates, ll[len(cuts):].mean(axis=0), strict=True))
+    before, after = max(candidates, key=ll_before.__getitem__), max(candidates, key=ll_after.__getitem__)
+    evidence = 0.0
+    if not same_text(before, after):
+        evidence = ll_before[before] - ll_before[after] + ll_after[after] - ll_after[before]
+    return TextFlag(box, before.strip(), after.strip(), float(np.mean([p.score for p in before_side])),
+                    float(np.mean([p.score for p in after_side])), evidence)
+
+
+def read_text(source: np.ndarray, result: np.ndarray) -> list[TextFlag]:
+    """Every text line found, with its two readings (flagged or not); text_flags keeps the changed ones."""
+    scale = result_scale(source, result)
+    engine = ocr()
+    base, out = to_bgr8(conservative(source, scale)), to_bgr8(result)
+    boxes = merge_boxes(engine.detect(out) + engine.detect(base))
+    return [read_box(base, out, box, [tight(box)]) for box in boxes if box[3] - box[1] >= MIN_HEIGHT]
+
+
+def changed(flag: TextFlag, min_score: float = MIN_SCORE, min_evidence: float = MIN_EVIDENCE) -> bool:
+    """The readings differ (spaces aside), one of them is confident, and the images disagree enough."""
+    return (not same_text(flag.before, flag.after) and max(flag.before_score, flag.after_score) >= min_score
+            and flag.evidence >= min_evidence)
+
+
+def text_flags(source: np.ndarray, result: np.ndarray) -> list[TextFlag]:
+    """Text lines whose reading differs between the conservative image and the result, boxes in result pixels.
+
+    `source` is the task's input (H x W x 3 float32 sRGB in [0, 1]), `result` the task's output at 1x, 2x or 4x
+    (any integer factor) of its size."""
+    return [flag for flag in read_text(source, result) if changed(flag)]
+
+
+def protect_text(source: np.ndarray, result: np.ndarray, flags: list[TextFlag]) -> np.ndarray:
+    """The result with each flagged box (padded by PROTECT_PAD) replaced by the conservative image, feathered over
+    FEATHER px outside it; same shape and dtype as `result`."""
+    scale = result_scale(source, result)
+    out = np.array(result, copy=True)
+    if not flags:
+        return out
+    h, w = result.shape[:2]
+    outside = np.ones((h, w), np.uint8)
+    for flag in flags:
+        x0, y0, x1, y1 = padded(flag.box, PROTECT_PAD, result.shape)
+        outside[y0:y1, x0:x1] = 0
+    # weight 1 inside the boxes, falling to 0 at FEATHER px outside them
+    weight = np.clip(1.0 - cv2.distanceTransform(outside, cv2.DIST_L2, 5) / FEATHER, 0.0, 1.0)
+    near = weight > 0
+    base = conservative(source, scale)[near]
+    blend = weight[near][:, None]
+    out[near] = (base * blend + np.asarray(result, np.float32)[near] * (1.0 - blend)).astype(result.dtype)
+    return out

@@ -1,0 +1,130 @@
+"""The text guard (retouch.ops.textguard): a substituted character is flagged with both readings, text that only got
+sharper is not, protect_text puts the conservative pixels back inside the boxes and nothing else, bad inputs are
+refused by name, and the OCR package is imported lazily with a clear error when it is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from retouch.ops import textguard as tg
+from text_pictures import bicubic, degrade, fonts, paint, text_mask
+
+needs_ocr = pytest.mark.skipif(importlib.util.find_spec("rapidocr") is None, reason="rapidocr is not installed")
+
+SIZE = (112, 352)  # high-resolution (result) size: rows, columns
+
+
+def bold() -> Path:
+    found = fonts()
+    return next((f for f in found if f.name == "DejaVuSans-Bold.ttf"), found[0])
+
+
+def sign(lines: list[str], height: int = 36) -> np.ndarray:
+    """Dark text lines on a light, slightly tinted board, each line starting at the same place."""
+    image = np.full((*SIZE, 3), (0.92, 0.9, 0.86), np.float32)
+    for row, text in enumerate(lines):
+        paint(image, text_mask(text, bold(), height), 16, 8 + row * 56, (0.08, 0.08, 0.1))
+    return image
+
+
+def substituted(before: str, after: str) -> tuple[np.ndarray, np.ndarray]:
+    """A legible x2 source that says `before`, and a 'result' that says `after` in the same place."""
+    source = degrade(sign([before, "STOP 42"]), 2, 0.6)
+    return source, sign([after, "STOP 42"])
+
+
+@needs_ocr
+@pytest.mark.parametrize(("before", "after"), [("AB 183 CD", "AB 1B3 CD"), ("ROOM 5120", "R0OM 5120")])
+def test_a_substituted_character_is_flagged_with_both_readings(before: str, after: str) -> None:
+    source, result = substituted(before, after)
+    flags = tg.text_flags(source, result)
+    assert len(flags) == 1, [f.to_wire() for f in flags]  # the unchanged "STOP 42" line is not flagged
+    flag = flags[0]
+    assert "".join(flag.before.split()) == before.replace(" ", "")
+    assert "".join(flag.after.split()) == after.replace(" ", "")
+    x0, y0, x1, y1 = flag.box
+    assert x0 <= 20 and y0 <= 12 and x1 >= 200 and 40 <= y1 <= 60  # the first line, in result pixels
+    assert flag.evidence >= tg.MIN_EVIDENCE and max(flag.before_score, flag.after_score) >= tg.MIN_SCORE
+    wire = json.loads(json.dumps(flag.to_wire()))
+    assert wire["kind"] == "text" and wire["box"] == list(flag.box) and wire["after"] == flag.after
+
+
+@needs_ocr
+def test_text_that_only_got_sharper_is_not_flagged() -> None:
+    sharp = sign(["AB 183 CD", "STOP 42"])
+    source = degrade(sharp, 2, 0.6)
+    assert tg.text_flags(source, bicubic(source, 2)) == []  # the result is the conservative image itself
+    assert tg.text_flags(source, sharp) == []  # the result is the true sharp picture: same text, crisper
+    readings = tg.read_text(source, sharp)  # the lines were found and read, not missed
+    assert {"".join(r.after.split()) for r in readings} >= {"AB183CD", "STOP42"}
+
+
+@needs_ocr
+def test_same_size_task_compares_with_the_input_itself() -> None:
+    source = degrade(sign(["AB 183 CD", "STOP 42"]), 1, 1.0)
+    result = sign(["AB 1B3 CD", "STOP 42"])
+    flags = tg.text_flags(source, result)
+    assert [("".join(f.before.split()), "".join(f.after.split())) for f in flags] == [("AB183CD", "AB1B3CD")]
+
+
+def test_protect_text_puts_back_the_conservative_pixels_inside_and_nothing_far_outside() -> None:
+    rng = np.random.default_rng(0)
+    source = rng.random((40, 60, 3), dtype=np.float32)
+    result = rng.random((80, 120, 3), dtype=np.float32)
+    flag = tg.TextFlag((30, 20, 70, 40), "8", "B", 0.9, 0.9, 5.0)
+    out = tg.protect_text(source, result, [flag])
+    assert out.shape == result.shape and out.dtype == result.dtype
+    base = tg.conservative(source, 2)
+    p = tg.PROTECT_PAD
+    assert np.array_equal(out[20 - p:40 + p, 30 - p:70 + p], base[20 - p:40 + p, 30 - p:70 + p])
+    reach = p + int(np.ceil(tg.FEATHER)) + 1
+    far = np.ones(result.shape[:2], bool)
+    far[20 - reach:40 + reach, 30 - reach:70 + reach] = False
+    assert np.array_equal(out[far], result[far])
+    edge = out[30, 70 + p + 1]  # in the feather: between the two
+    assert not np.array_equal(edge, result[30, 70 + p + 1]) and not np.array_equal(edge, base[30, 70 + p + 1])
+    assert np.array_equal(tg.protect_text(source, result, []), result)
+
+
+def test_protect_text_same_size_uses_the_input() -> None:
+    rng = np.random.default_rng(1)
+    source, result = rng.random((30, 30, 3), dtype=np.float32), rng.random((30, 30, 3), dtype=np.float32)
+    out = tg.protect_text(source, result, [tg.TextFlag((5, 5, 15, 15), "0", "O", 0.9, 0.9, 3.0)])
+    assert np.array_equal(out[5:15, 5:15], source[5:15, 5:15])
+    assert np.array_equal(out[25:, 25:], result[25:, 25:])
+
+
+@pytest.mark.parametrize(("source_shape", "result_shape", "message"), [
+    ((10, 10), (20, 20, 3), "source must be an H x W x 3 array"),
+    ((10, 10, 3), (20, 20, 4), "result must be an H x W x 3 array"),
+    ((10, 10, 3), (15, 15, 3), "not the source 10x10 scaled by one integer factor"),
+    ((10, 10, 3), (20, 30, 3), "not the source 10x10 scaled by one integer factor"),
+    ((10, 10, 3), (5, 5, 3), "not the source 10x10 scaled by one integer factor"),
+    ((0, 10, 3), (0, 20, 3), "source is empty"),
+])
+def test_bad_shapes_are_refused_by_name(source_shape: tuple[int, ...], result_shape: tuple[int, ...],
+                                        message: str) -> None:
+    source, result = np.zeros(source_shape, np.float32), np.zeros(result_shape, np.float32)
+    with pytest.raises(ValueError, match=message):
+        tg.text_flags(source, result)
+    with pytest.raises(ValueError, match=message):
+        tg.protect_text(source, result, [])
+
+
+def test_missing_ocr_package_is_named_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tg._Ocr, "_instance", None)
+    monkeypatch.setitem(sys.modules, "rapidocr", None)  # makes `import rapidocr` fail
+    with pytest.raises(RuntimeError, match="rapidocr.*pip install rapidocr"):
+        tg.text_flags(np.zeros((8, 8, 3), np.float32), np.zeros((16, 16, 3), np.float32))
+
+
+def test_importing_the_guard_does_not_import_the_ocr_package() -> None:
+    code = "import sys, retouch.ops.textguard; print('rapidocr' in sys.modules, 'onnxruntime' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
