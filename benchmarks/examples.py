@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "training"))
 sys.path.insert(0, str(ROOT))
 
+from damage import damage  # noqa: E402
 from degradations import blur, gaussian_kernel, motion_kernel  # noqa: E402
 from quality import held_out_images, psnr  # noqa: E402
 from retouch.client import Client  # noqa: E402
@@ -37,13 +38,15 @@ def run(client: Client, task: str, image: np.ndarray, **params: Any) -> np.ndarr
     return frame_to_array(result.spec, result.pixels).astype(np.float32) / 255
 
 
-def panel(name: str, images: list[tuple[str, np.ndarray]], original: np.ndarray) -> None:
+def panel(name: str, images: list[tuple[str, np.ndarray]], original: np.ndarray,
+          unscored: tuple[str, ...] = ()) -> None:
     width = SIZE * len(images)
     sheet = Image.new("RGB", (width, SIZE + 22), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (label, img) in enumerate(images):
         sheet.paste(Image.fromarray(np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)), (i * SIZE, 22))
-        text = label if img is original else f"{label}  {psnr(img, original):.1f} dB"  # against the original
+        scored = img is not original and label not in unscored
+        text = f"{label}  {psnr(img, original):.1f} dB" if scored else label  # PSNR against the original
         draw.text((i * SIZE + 4, 5), text, fill="black")
     OUT.mkdir(exist_ok=True)
     sheet.save(OUT / f"{name}.jpg", quality=92)
@@ -80,6 +83,23 @@ def main() -> None:
     cast = linear_to_srgb(np.clip(srgb_to_linear(evening) * np.array([1.25, 1.0, 0.7]) * 0.5, 0, 1))
     panel("tone", [("warm cast, -1 EV", cast), ("--task tone", run(client, "tone", cast)), ("original", evening)],
           evening)
+
+    old, aged, truth = damage(dune, np.random.default_rng(12), amount=1.5)  # aged: the photo as grey/sepia, undamaged
+    arr = np.rint(old * 255).astype(np.uint8)
+    result = client.enhance("restore", arr.tobytes(), spec_for_array(arr), params={"review": True})
+    restored = frame_to_array(result.spec, result.pixels).astype(np.float32) / 255
+    assert result.review is not None
+    found = np.frombuffer(result.review, np.uint8).reshape(SIZE, SIZE).astype(np.float32) / 255
+    panel("restore", [("synthetic damage", old), ("--task restore", restored),
+                      ("--save-mask (repaired pixels)", np.repeat(found[:, :, None], 3, 2)), ("undamaged", aged)],
+          aged, unscored=("--save-mask (repaired pixels)",))
+
+    from retouch.ops.lab import gray_of, lightness
+
+    bw = gray_of(lightness(ladybird))
+    panel("colorize", [("lightness only", bw), ("--task colorize", run(client, "colorize", bw)),
+                       ("--vividness 1.5", run(client, "colorize", bw, vividness=1.5)), ("original", ladybird)],
+          ladybird)
 
 
 if __name__ == "__main__":

@@ -478,11 +478,13 @@ def test_cli_tasks_lists_the_tasks_and_their_parameters(client: Client) -> None:
 def test_cli_tasks_shows_only_flags_that_enhance_accepts(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
     """Whatever `retouch tasks` tells the user to type, `retouch enhance` understands."""
     lines = ok(retouch("tasks")).stdout.splitlines()
-    flags = [line.split()[0] for line in lines if line.startswith("    --")]
+    shown = {line.split()[0]: line.split()[1] for line in lines if line.startswith("    --")}
+    flags = list(shown)
     assert len(flags) >= 10
 
     def accepted(flag: str) -> bool:
-        for tail in ([], ["1"], ["2"], ["auto"], ["none"]):
+        listed = shown[flag].split("|")  # the values the listing offers, e.g. model|telea
+        for tail in ([], ["1"], ["2"], ["auto"], ["none"], listed[:1], listed[-1:]):
             try:
                 build_parser().parse_args(["enhance", "in.png", "-o", "out.png", flag, *tail])
             except SystemExit:

@@ -3,6 +3,7 @@ bf16 autocast where the device has it, a JSON-lines log, and a checkpoint every 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
@@ -16,6 +17,29 @@ from retouch.engine.device import cpu_has_bf16
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+def add_common_args(parser: argparse.ArgumentParser, *, minutes: float, batch: int, lr: float) -> None:
+    """The options every training script of ours takes (budget, crops, optimiser, device, data, output)."""
+    parser.add_argument("--minutes", type=float, default=minutes, help="training time budget (wall clock)")
+    parser.add_argument("--size", type=int, default=128, help="crop size")
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, required=True, help="final weights (.safetensors, stored as fp16)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def export_weights(model: torch.nn.Module, out: Path, meta: dict[str, str]) -> None:
+    """The weights as fp16 safetensors with the recipe in the metadata, written atomically."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(out)
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed}, tmp)
@@ -25,10 +49,12 @@ def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
 def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float, minutes: float, run_dir: Path,
           device: torch.device, warmup: int = 0,
           on_resume: Callable[[int], None] | None = None,
-          on_checkpoint: Callable[[int, float, bool], None] | None = None) -> tuple[int, float, bool]:
+          on_checkpoint: Callable[[int, float, bool], None] | None = None,
+          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> tuple[int, float, bool]:
     """Train until `minutes` of wall clock have passed (counting earlier runs in `run_dir`).
 
-    The loss compares the model's first C output channels with the C-channel target. Returns (steps, seconds,
+    The loss (`loss_fn(output, target)`, by default L1) compares the model's first C output channels with the
+    C-channel target. Returns (steps, seconds,
     whether bf16 autocast was on). `on_checkpoint(step, seconds, bf16)` runs after each periodic checkpoint (to
     export the weights so far)."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +84,8 @@ def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float,
             target = target.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = model(x)
-            loss = F.l1_loss(out[:, : target.shape[1]].float(), target)
+            out = out.float()
+            loss = loss_fn(out, target) if loss_fn else F.l1_loss(out[:, : target.shape[1]], target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -66,7 +93,7 @@ def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float,
             running = 0.98 * running + 0.02 * loss.detach() if step > 1 else loss.detach()
             elapsed = time.monotonic() - start
             if step % 100 == 0:
-                rec = {"step": step, "minutes": round(elapsed / 60, 2), "l1": round(running.item(), 5),
+                rec = {"step": step, "minutes": round(elapsed / 60, 2), "loss": round(running.item(), 5),
                        "lr": opt.param_groups[0]["lr"]}
                 log.write(json.dumps(rec) + "\n")
                 log.flush()

@@ -81,9 +81,9 @@ def _serve_detached(args: argparse.Namespace) -> int:
 
 # ---- image <-> wire ------------------------------------------------------------------------------------------
 # CLI flag -> task parameter; only flags the user gave are sent, so the daemon names any that the task lacks.
-PARAM_FLAGS = ("scale", "noise_level", "blur", "ensemble", "exposure", "white_balance", "auto_exposure",
-               "auto_white_balance", "strength", "grain", "grain_seed", "color_fix", "face_strength", "text_guard",
-               "protect_text")
+PARAM_FLAGS = ("scale", "noise_level", "blur", "ensemble", "exposure", "white_balance", "detect", "sensitivity", "grow",
+               "inpainter", "mask_is", "vividness", "auto_exposure", "auto_white_balance", "strength", "grain",
+               "grain_seed", "color_fix", "face_strength", "text_guard", "protect_text")
 
 
 def _number_or_auto(text: str) -> float | str:
@@ -153,16 +153,20 @@ def _model_arg(model: str | None) -> str | None:
 def enhance_file(client: Client, src: Path, dst: Path, args: argparse.Namespace, label: str) -> dict[str, Any]:
     """One file through the daemon."""
     bar = ProgressBar(label, not args.quiet)
-    review_path = getattr(args, "review", None)
+    review_paths = {key: Path(path) for key in ("review", "save_mask") if (path := getattr(args, key, None))}
+    if "save_mask" in review_paths and args.task != "restore":
+        raise BadRequest("--save-mask writes the damage mask of --task restore; for other tasks use --review")
     params = _params(args)
-    if review_path:
-        filejob.check_output(Path(review_path))
+    for path in review_paths.values():
+        filejob.check_output(path)
         params["review"] = True
+    mask_path = getattr(args, "mask", None)
     reviews: list[bytes | None] = []
 
     def run(frame: bytes, spec: ImageSpec) -> tuple[ImageSpec, bytes, dict[str, Any]]:
+        mask = filejob.read_mask(Path(mask_path), spec.width, spec.height) if mask_path else None
         try:
-            result = client.enhance(args.task, frame, spec, on_progress=bar, params=params,
+            result = client.enhance(args.task, frame, spec, on_progress=bar, params=params, mask=mask,
                                     model=_model_arg(args.model), tile=args.tile, device=args.device)
         finally:
             bar.close()
@@ -170,10 +174,11 @@ def enhance_file(client: Client, src: Path, dst: Path, args: argparse.Namespace,
         return result.spec, result.pixels, result.info
 
     record = filejob.enhance_file(src, dst, args.task, run)
-    if review_path and reviews and reviews[0] is not None:
+    if review_paths and reviews and reviews[0] is not None:
         size = record_review_size(record, reviews[0])
-        write_image(Path(review_path), np.frombuffer(reviews[0], np.uint8).reshape(size[1], size[0]))
-        record["review"] = str(review_path)
+        for key, path in review_paths.items():
+            write_image(path, np.frombuffer(reviews[0], np.uint8).reshape(size[1], size[0]))
+            record[key] = str(path)
     return record
 
 
@@ -459,6 +464,15 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
                    help="tone: leave the exposure alone")
     p.add_argument("--no-white-balance", dest="white_balance", action="store_const", const=False,
                    help="tone: leave the white balance alone")
+    p.add_argument("--no-detect", dest="detect", action="store_const", const=False,
+                   help="restore: do not look for damage; repair only the --mask (with --mask-is damage)")
+    p.add_argument("--sensitivity", type=float, help="restore: how readily a pixel counts as damaged, 0..1 "
+                   "(default 0.5)")
+    p.add_argument("--grow", type=int, help="restore: px added around each damaged spot before filling (default 2)")
+    p.add_argument("--inpainter", choices=("model", "telea"), help="restore: what fills the damage (default model)")
+    p.add_argument("--mask-is", choices=("area", "damage"),
+                   help="restore: the --mask (or selection) is the area to work in (default), or damage to repair")
+    p.add_argument("--vividness", type=float, help="colorize: how colourful, 0..2 (default 1: like a typical photo)")
     p.add_argument("--auto-exposure", action="store_const", const=True, help="correct the exposure before the task")
     p.add_argument("--auto-white-balance", action="store_const", const=True,
                    help="neutralise a colour cast before the task")
@@ -506,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="where to write the result (replaced only when complete)")
     p.add_argument("--review", metavar="PATH", help="also write the invention map (gray image: white = detail the "
                    "input does not support) to PATH; model tasks only")
+    p.add_argument("--mask", metavar="PATH", help="a grayscale image the size of the input: where to work (white), "
+                   "as an editor's selection; with --task restore and --param mask_is=damage, the damage to repair")
+    p.add_argument("--save-mask", metavar="PATH", help="--task restore: also write the mask of the pixels it "
+                   "repaired (white = damaged) to PATH")
     _add_job_options(p)
     p.set_defaults(func=cmd_enhance)
 

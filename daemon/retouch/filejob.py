@@ -48,6 +48,24 @@ def check_output(path: Path) -> None:
         raise ImageError(f"{path}: the folder {path.parent} does not exist")
 
 
+def read_mask(path: Path, width: int, height: int) -> bytes:
+    """A mask file as the wire's u8 mask frame (0 = leave, 255 = work): a grayscale image (8 or 16 bit, or float)
+    the size of the input. Anything else is refused with what was wrong."""
+    img = read_image(path)
+    px = img.pixels
+    if px.ndim == 3 and px.shape[2] != 1:
+        kind = {2: "grayscale with alpha", 3: "RGB", 4: "RGBA"}.get(px.shape[2], f"{px.shape[2]}-channel")
+        raise ImageError(f"{path}: a mask must be a grayscale image (one channel), this one is {kind}")
+    h, w = px.shape[:2]
+    if (w, h) != (width, height):
+        raise ImageError(f"{path}: the mask is {w}x{h}, the image {width}x{height}; they must be the same size")
+    gray = px.reshape(h, w)
+    if gray.dtype == np.uint8:
+        return np.ascontiguousarray(gray).tobytes()
+    top = 65535.0 if gray.dtype == np.uint16 else 1.0
+    return np.clip(np.round(gray.astype(np.float32) / top * 255), 0, 255).astype(np.uint8).tobytes()
+
+
 def enhance_file(src: Path, dst: Path, task: str, run: Runner) -> dict[str, Any]:
     started = time.monotonic()
     check_output(dst)
@@ -57,7 +75,9 @@ def enhance_file(src: Path, dst: Path, task: str, run: Runner) -> dict[str, Any]
     out_spec, out_frame, info = run(np.ascontiguousarray(arr).tobytes(), spec)
     out = frame_to_array(out_spec, out_frame)
     out = out.astype(NUMPY_DTYPES[out_spec.dtype].newbyteorder("="), copy=False)
-    write_image(dst, from_wire(out, fold), img.icc_profile)
+    coloured = task == "colorize"  # a gray photo comes back in colour: RGB(A) out, and a gray profile cannot tag it
+    icc = None if coloured and (fold or spec.order == "GRAY") else img.icc_profile
+    write_image(dst, from_wire(out, fold and not coloured), icc)
     return {
         "input": str(src),
         "output": str(dst),

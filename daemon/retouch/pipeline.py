@@ -54,8 +54,8 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
         work = WorkImage(color, image.alpha, image.gray)
     result = task.run(ctx, work, mask, params)
     out = result.image.color
-    review = None
-    if params.get("review"):
+    review = result.review  # a task may know its own (restore: the pixels it repaired)
+    if params.get("review") and review is None:
         def again(color: np.ndarray) -> np.ndarray:
             return task.run(ctx, WorkImage(color, None, work.gray), None, params).image.color
 
@@ -88,7 +88,7 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
     if params["grain"] > 0.0:
         out = add_grain(out, params["grain"], params["grain_seed"])
         post["grain"] = params["grain"]
-    if mask is not None and base is not None:
+    if mask is not None and base is not None and not result.mask_consumed:
         m = np.clip(_at_size(mask, out), 0.0, 1.0)[:, :, None]
         out = out * m + base * (1.0 - m)
         post["selection"] = True

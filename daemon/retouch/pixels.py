@@ -89,21 +89,23 @@ def decode_image(spec: ImageSpec, frame: bytes | memoryview) -> WorkImage:
 
 
 def encode_image(img: WorkImage, like: ImageSpec) -> tuple[ImageSpec, bytes]:
-    """Back to the caller's dtype, order and transfer; the returned spec is tightly packed."""
+    """Back to the caller's dtype, order and transfer; the returned spec is tightly packed. A gray image that came
+    back in colour (colorize) is returned as RGB."""
     color = img.color
+    order = "RGB" if like.order == "GRAY" and not img.gray else like.order
     if like.transfer == "linear":
         color = srgb_to_linear(color)
     elif like.dtype in SCALE:
         color = np.clip(color, 0.0, 1.0)
-    if like.order == "GRAY":
+    if order == "GRAY":
         arr = color.mean(axis=2, keepdims=True)
-    elif like.order == "RGB":
+    elif order == "RGB":
         arr = color
     else:
         alpha = img.alpha if img.alpha is not None else np.ones(color.shape[:2], np.float32)
         rgb = color[:, :, ::-1] if like.order == "BGRA" else color
         arr = np.concatenate([rgb, alpha[:, :, None]], axis=2)
-    spec = ImageSpec(img.width, img.height, like.dtype, like.order, like.transfer, 0)
+    spec = ImageSpec(img.width, img.height, like.dtype, order, like.transfer, 0)
     return spec, array_to_frame(from_float(arr, like.dtype), like.dtype)
 
 

@@ -46,6 +46,11 @@ CASES: list[dict[str, Any]] = [
      "args": {"scale": 2, "resize-image": True}},
     {"name": "menu_denoise_procedure", "precision": "u8-non-linear", "procedure": "retouch-denoise",
      "task": "denoise", "selection": SELECTION, "args": {"strength": 0.5}},
+    {"name": "menu_restore_procedure", "precision": "u8-non-linear", "procedure": "retouch-restore",
+     "task": "restore", "selection": SELECTION, "args": {"options": "grow=1"}},
+    {"name": "menu_colorize_procedure", "precision": "u8-non-linear", "procedure": "retouch-colorize",
+     "task": "colorize", "args": {}},
+    {"name": "colorize_gray_refused", "precision": "u8-non-linear", "base": "gray", "task": "colorize", "args": {}},
     {"name": "gray_denoise", "precision": "u8-non-linear", "base": "gray", "task": "denoise", "args": {}},
     {"name": "indexed_refused", "precision": "u8-non-linear", "indexed": True, "task": "denoise", "args": {}},
     {"name": "typo_refused", "precision": "u8-non-linear", "task": "denoise", "args": {"options": "noise_levl=3"}},
@@ -125,7 +130,7 @@ def test_procedures_are_registered(gimp_run: Path) -> None:
     summary = json.loads((gimp_run / "summary.json").read_text())
     assert summary["gimp"].startswith("3.0")
     assert {"retouch-enhance", "retouch-upscale", "retouch-denoise", "retouch-sharpen",
-            "retouch-tone"} <= set(summary["procedures"])
+            "retouch-tone", "retouch-restore", "retouch-colorize"} <= set(summary["procedures"])
 
 
 @pytest.mark.parametrize("case", GOOD, ids=lambda c: c["name"])
@@ -190,7 +195,8 @@ def test_result_layer(case: dict, gimp_run: Path, e2e_daemon: Path) -> None:
 
 @pytest.mark.parametrize("name,words", [("indexed_refused", ["indexed", "RGB"]),
                                         ("typo_refused", ["noise_levl", "noise_level"]),
-                                        ("unknown_task_refused", ["'paint'", "upscale"])])
+                                        ("unknown_task_refused", ["'paint'", "upscale"]),
+                                        ("colorize_gray_refused", ["Colorize", "grayscale", "Image > Mode > RGB"])])
 def test_bad_input_is_refused_with_a_reason(gimp_run: Path, name: str, words: list[str]) -> None:
     rep = report(gimp_run, name)
     assert rep["status"] != "success"

@@ -59,6 +59,8 @@ CASES: list[dict[str, Any]] = [
      "selection": True},
     {"name": "u16_upscale_resize_document", "depth": "U16", "task": "upscale",
      "params": {"scale": 2, "resize_document": True}},
+    {"name": "u16_restore_selection", "depth": "U16", "task": "restore", "params": {"grow": 1}, "selection": True},
+    {"name": "u8_colorize_layer", "depth": "U8", "task": "colorize", "params": {"vividness": 1.2}},
     {"name": "u8_group_layer", "depth": "U8", "task": "denoise", "params": {"noise_level": 5},
      "layer_kind": "grouplayer"},
     {"name": "cmyk_refused", "depth": "U8", "color_model": "CMYKA", "task": "denoise", "params": {}},

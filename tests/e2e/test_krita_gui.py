@@ -72,7 +72,7 @@ def gui_run(chroot, workdir: Path, krita_bundle: Path, e2e_daemon: Path) -> tupl
 def test_docker_lists_the_daemons_tasks_and_their_parameters(gui_run) -> None:
     _, state = gui_run
     assert state["dockers"] >= 1
-    assert {"upscale", "denoise", "sharpen", "tone"} <= set(state["tasks_listed"])
+    assert {"upscale", "denoise", "sharpen", "restore", "tone"} <= set(state["tasks_listed"])
     assert state["status_line"].startswith("Daemon: running"), state["status_line"]
     assert {"noise_level", "strength", "grain", "color_fix"} <= set(state["params_shown"])
 

@@ -110,7 +110,8 @@ class Engine:
         key = (str(model.path), str(model.device))
         if key not in self._gpu_bytes_per_px:
             dev = model.device
-            probe = np.zeros((VRAM_PROBE, VRAM_PROBE, 3), np.float32)
+            planes = model.input_channels + (model.purpose == "Inpainting")  # an inpainter's mask rides along
+            probe = np.zeros((VRAM_PROBE, VRAM_PROBE, planes), np.float32)
             torch.cuda.synchronize(dev)
             before = torch.cuda.memory_allocated(dev)
             torch.cuda.reset_peak_memory_stats(dev)

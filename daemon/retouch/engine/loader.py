@@ -55,7 +55,10 @@ class LoadedModel:
     def __call__(self, tile: np.ndarray, condition: float | None = None) -> np.ndarray:
         """H x W x 3 float32 [0, 1] -> (H*scale) x (W*scale) x C float32 [0, 1].
 
-        `condition` fills the extra input channel of a conditioned model (ignored by the others)."""
+        `condition` fills the extra input channel of a conditioned model (ignored by the others). An inpainter's
+        tile carries its mask as a 4th channel; a tile with nothing to fill is returned as it is, unrun."""
+        if self.purpose == "Inpainting" and tile.shape[2] == 4 and not tile[:, :, 3].any():
+            return np.ascontiguousarray(tile[:, :, :3])
         if self.backend == "onnx":
             return self._run_onnx(tile)
         return self._run_torch(tile, condition)
@@ -64,25 +67,40 @@ class LoadedModel:
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.dtype]
         x = torch.from_numpy(np.ascontiguousarray(tile.transpose(2, 0, 1)))[None]
         x = x.clamp(0, 1).to(self.device, dtype)
+        plane = None
+        if x.shape[1] == self.input_channels + 1:  # a per-pixel conditioning plane (a mask) rides as the last channel
+            x, plane = x[:, :-1], x[:, -1:]
         if self.conditioned and condition is None and self.condition != "noise_sigma":
             condition = 0.0  # a blur-hint channel's neutral value ("auto"); a denoiser keeps spandrel's default level
         with torch.inference_mode():
-            if self.conditioned and condition is not None:
-                y = self._run_conditioned(x, condition)
+            if self.purpose == "Inpainting" and self.architecture != "DRUNet":
+                y = self._run_masked(x, plane)
+            elif self.conditioned and (condition is not None or plane is not None):
+                y = self._run_conditioned(x, plane if plane is not None else condition)
             else:
                 y = self._descriptor(x.contiguous(memory_format=torch.channels_last))  # type: ignore[operator]
         return y[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
-    def _run_conditioned(self, x: torch.Tensor, condition: float) -> torch.Tensor:
-        """The image plus a constant channel; spandrel's own DRUNet call would fix it at 15/255. Pads like
-        spandrel; extra output channels (a 4-in/4-out Compact's) are dropped."""
+    def _run_conditioned(self, x: torch.Tensor, condition: float | torch.Tensor | None) -> torch.Tensor:
+        """The image plus its conditioning channel: a constant (spandrel's own DRUNet call would fix it at 15/255)
+        or a per-pixel plane. Pads like spandrel; extra output channels (a 4-in/4-out Compact's) are dropped."""
         h, w = x.shape[2:]
         m = self.size_multiple
-        x = torch.nn.functional.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate")
-        cond = torch.full((1, 1, *x.shape[2:]), float(condition), dtype=x.dtype, device=x.device)
+        pads = (0, (-w) % m, 0, (-h) % m)
+        x = torch.nn.functional.pad(x, pads, mode="replicate")
+        if isinstance(condition, torch.Tensor):
+            cond = torch.nn.functional.pad(condition, pads, mode="replicate")
+        else:
+            cond = torch.full((1, 1, *x.shape[2:]), float(condition or 0.0), dtype=x.dtype, device=x.device)
         x = torch.cat([x, cond], 1).contiguous(memory_format=torch.channels_last)
         y = self._descriptor.model(x)  # type: ignore[union-attr]
         return y[:, : self.output_channels, : h * self.scale, : w * self.scale]
+
+    def _run_masked(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """An inpainting model of spandrel's (LaMa): image and mask (1 = fill) as two inputs; spandrel pads."""
+        if mask is None:
+            raise UnsupportedModel(f"model {self.path.name} is an inpainting model: it needs a mask to fill")
+        return self._descriptor(x, (mask > 0.5).to(x.dtype))  # type: ignore[operator]
 
     def _run_onnx(self, tile: np.ndarray) -> np.ndarray:
         h, w = tile.shape[:2]
@@ -141,16 +159,21 @@ def _load_torch(path: Path, device: torch.device, precision: str, condition: str
         raise UnsupportedModel(f"model file {path.name}: spandrel does not recognise this architecture") from None
     except Exception as exc:  # corrupt files raise anything from pickle, zip or safetensors
         raise UnsupportedModel(f"model file {path.name} could not be read: {exc}") from None
-    if not isinstance(desc, spandrel.ImageModelDescriptor):
+    if not isinstance(desc, (spandrel.ImageModelDescriptor, spandrel.MaskedImageModelDescriptor)):
         raise UnsupportedModel(f"model file {path.name} is a {type(desc).__name__}, not an image-to-image model")
-    dtype = pick_dtype(device, precision, desc.supports_half, desc.supports_bfloat16)
+    # LaMa's Fourier convolutions: torch's FFT takes no bf16 (and fp16 only at power-of-two sizes): fp32
+    reduced = not isinstance(desc, spandrel.MaskedImageModelDescriptor)
+    dtype = pick_dtype(device, precision, desc.supports_half and reduced, desc.supports_bfloat16 and reduced)
     desc.to(device).eval()
     desc.to(dtype)
     if device.type == "cpu" or dtype != torch.float32:
         desc.model.to(memory_format=torch.channels_last)
     in_ch, out_ch = int(desc.input_channels), int(desc.output_channels)
+    purpose = str(desc.purpose)
     if desc.architecture.id == "DRUNet":
         condition = condition or "noise_sigma"
+        if condition == "mask":  # our inpainter: RGB + the mask to fill, as a DRUNet's conditioning plane
+            purpose = "Inpainting"
     elif condition is not None:  # RGB + condition in, RGB + one ignored channel out
         in_ch, out_ch = in_ch - 1, min(out_ch, in_ch - 1)
     return LoadedModel(
@@ -160,7 +183,7 @@ def _load_torch(path: Path, device: torch.device, precision: str, condition: str
         scale=int(desc.scale),
         input_channels=in_ch,
         output_channels=out_ch,
-        purpose=str(desc.purpose),
+        purpose=purpose,
         device=device,
         dtype={torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype],
         size_multiple=int(desc.size_requirements.multiple_of),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from ..errors import UnknownTask, shown
 from .base import Param, Task, TaskContext, TaskResult
+from .colorize import Colorize
 from .denoise import Denoise
+from .restore import Restore
 from .sharpen import Sharpen
 from .tone import Tone
 from .upscale import Upscale
 
-TASKS: dict[str, Task] = {task.name: task for task in (Upscale(), Denoise(), Sharpen(), Tone())}
+TASKS: dict[str, Task] = {task.name: task for task in (Upscale(), Denoise(), Sharpen(), Restore(), Colorize(), Tone())}
 
 
 def get_task(name: object) -> Task:

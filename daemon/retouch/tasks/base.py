@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -92,6 +92,7 @@ class TaskResult:
     info: dict[str, Any] = field(default_factory=dict)
     unchanged: bool = False  # the source itself (strength 0): the daemon returns the input frame bit for bit
     review: np.ndarray | None = None  # the invention map (H x W float32 in [0, 1]) when asked for
+    mask_consumed: bool = False  # the task used the job's mask itself (restore's hand-marked damage): no selection
 
 
 class Task:
@@ -99,6 +100,7 @@ class Task:
     label = ""
     description = ""
     params: tuple[Param, ...] = ()
+    defaults: dict[str, Any] = {}  # this task's own defaults for common parameters
 
     def default_model(self, params: dict[str, Any]) -> str | None:
         return None
@@ -108,7 +110,9 @@ class Task:
 
     @property
     def all_params(self) -> tuple[Param, ...]:
-        return self.params + COMMON_PARAMS
+        common = tuple(replace(p, default=self.defaults[p.name]) if p.name in self.defaults else p
+                       for p in COMMON_PARAMS)
+        return self.params + common
 
     def parse_params(self, raw: Any) -> dict[str, Any]:
         """Every parameter (the task's own and the common ones), validated, with defaults filled in."""

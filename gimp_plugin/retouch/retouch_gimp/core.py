@@ -118,6 +118,9 @@ def prepare(image: Any, drawable: Any, task: dict[str, Any], values: dict[str, A
     if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
         raise RetouchPluginError("Retouch works on RGB and grayscale images; this one is indexed. Convert it with "
                                  "Image > Mode > RGB first; nothing was changed.")
+    if task.get("name") == "colorize" and image.get_base_type() == Gimp.ImageBaseType.GRAY:
+        raise RetouchPluginError("Colorize needs an RGB image to put colours in; this one is grayscale. Convert it "
+                                 "with Image > Mode > RGB first; nothing was changed.")
     if not isinstance(drawable, Gimp.Layer) or isinstance(drawable, Gimp.LayerMask):
         raise RetouchPluginError("select a layer (not a channel or a mask) to enhance")
     notes = []

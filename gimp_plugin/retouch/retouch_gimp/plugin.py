@@ -27,13 +27,17 @@ MENU_TASKS = {
     "retouch-denoise": ("denoise", "_Denoise…", "Remove sensor noise without smearing texture"),
     "retouch-sharpen": ("sharpen", "_Sharpen / Deblur…", "Recover defocus and camera-shake blur"),
     "retouch-tone": ("tone", "_Tone (exposure, white balance)…", "Fix exposure and colour cast"),
+    "retouch-restore": ("restore", "_Restore (scratches, dust, stains)…",
+                        "Find scratches, dust and stains on an old photo and fill them in"),
+    "retouch-colorize": ("colorize", "_Colorize…", "Give a black-and-white or sepia photo plausible colours"),
 }
+FACE_STRENGTH = {"restore": 1.0}  # the daemon's own default for these tasks: a half-removed scratch helps nobody
 TASK_CHOICES = [(name, label.replace("_", "").rstrip("…")) for name, label, _ in MENU_TASKS.values()]
 MENU_PATH = "<Image>/Filters/Enhance/Retouch AI"
 RW = GObject.ParamFlags.READWRITE
 
 
-def _add_arguments(procedure: Any, with_task: bool) -> None:
+def _add_arguments(procedure: Any, with_task: bool, face_strength: float = 0.5) -> None:
     if with_task:
         procedure.add_string_argument("task", "_Task", "Task name, as `retouch tasks` lists them "
                                       f"({', '.join(n for n, _ in TASK_CHOICES)}, ...)", "upscale", RW)
@@ -42,7 +46,7 @@ def _add_arguments(procedure: Any, with_task: bool) -> None:
                                   RW)
     procedure.add_double_argument("grain", "_Grain", "Film-like grain added to the result", 0.0, 1.0, 0.0, RW)
     procedure.add_double_argument("face-strength", "_Face strength",
-                                  "Strength on faces (tasks that treat faces apart)", 0.0, 1.0, 0.5, RW)
+                                  "Strength on faces (tasks that treat faces apart)", 0.0, 1.0, face_strength, RW)
     procedure.add_string_argument("model", "_Model", "Model name (empty: the task's default)", "", RW)
     procedure.add_boolean_argument("resize-image", "Scale _this image",
                                    "Upscaling: scale this image instead of opening a new one", False, RW)
@@ -77,7 +81,8 @@ class RetouchPlugIn(Gimp.PlugIn):
             procedure.set_documentation(blurb + " (Retouch)", blurb + "; same as retouch-enhance with this task.",
                                         name)
         procedure.add_menu_path(MENU_PATH)  # after the label: GIMP needs the label first
-        _add_arguments(procedure, with_task=name == ENHANCE)
+        task = MENU_TASKS[name][0] if name in MENU_TASKS else ""
+        _add_arguments(procedure, with_task=name == ENHANCE, face_strength=FACE_STRENGTH.get(task, 0.5))
         return procedure
 
     def run(self, procedure: Any, run_mode: Any, image: Any, drawables: list[Any], config: Any,

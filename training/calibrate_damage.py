@@ -1,0 +1,56 @@
+"""Pick the damage detector's threshold (what `--sensitivity 0.5` means) on a validation set of the *training*
+photos, never the held-out ones: crops damaged by `damage.py` with a seed training never draws, the detector run
+through the engine as the task runs it, pooled IoU against the true mask for each threshold.
+
+    python training/calibrate_damage.py [--weights PATH] [--crops 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from damage import damaged_set
+from photos import ensure_photos, train_paths
+from retouch.engine import Engine
+from retouch.engine.registry import ModelSpec, resolve
+from train_upscaler import load_pool
+
+SEED = 1000  # the training script seeds its damage from 0 + step: far below this
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, help="detector weights (default: the builtin retouch-damage)")
+    parser.add_argument("--crops", type=int, default=48)
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    rng = random.Random(SEED)
+    pool = load_pool(train_paths(ensure_photos()), factors=(2, 3))
+    crops = []
+    for _ in range(args.crops):
+        src = rng.choice(pool)
+        y, x = rng.randrange(src.shape[1] - args.size), rng.randrange(src.shape[2] - args.size)
+        crops.append(src[:, y : y + args.size, x : x + args.size].permute(1, 2, 0).numpy().astype(np.float32) / 255)
+    cases = damaged_set(crops, seed=SEED)
+    spec = resolve("retouch-damage")
+    if args.weights:
+        spec = ModelSpec(args.weights.stem, args.weights, False, condition=spec.condition)
+    engine = Engine(device="cpu")
+    model = engine.get(spec)
+    maps = [engine.run(model, damaged)[0][:, :, 0] for damaged, _, _ in cases]
+    print(f"{len(cases)} validation crops of the training photos, {engine.device_name}, {model.dtype}")
+    for cut in THRESHOLDS:
+        found = [m > cut for m in maps]
+        inter = sum(int((f & t).sum()) for f, (_, _, t) in zip(found, cases, strict=True))
+        union = sum(int((f | t).sum()) for f, (_, _, t) in zip(found, cases, strict=True))
+        print(f"  threshold {cut:.2f}: pooled IoU {inter / max(union, 1):.3f}")
+
+
+if __name__ == "__main__":
+    main()
