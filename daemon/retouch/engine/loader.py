@@ -73,7 +73,7 @@ class LoadedModel:
         if self.conditioned and condition is None and self.condition != "noise_sigma":
             condition = 0.0  # a blur-hint channel's neutral value ("auto"); a denoiser keeps spandrel's default level
         with torch.inference_mode():
-            if self.purpose == "Inpainting" and self.architecture != "DRUNet":
+            if self.purpose == "Inpainting" and not self.conditioned:  # LaMa-class: image and mask apart
                 y = self._run_masked(x, plane)
             elif self.conditioned and (condition is not None or plane is not None):
                 y = self._run_conditioned(x, plane if plane is not None else condition)

@@ -159,12 +159,13 @@ def check_restorer(spec: ModelSpec, model: LoadedModel) -> None:
 
 
 def run_tiles(ctx: TaskContext, model: LoadedModel, color: np.ndarray, stage: str, params: dict[str, Any],
-              condition: float | None = None) -> tuple[np.ndarray, RunInfo]:
-    """The model over the image, tile by tile, with progress from 5 % to 95 % and cancellation between tiles."""
+              condition: float | None = None, span: tuple[float, float] = (0.05, 0.95)) -> tuple[np.ndarray, RunInfo]:
+    """The model over the image, tile by tile, with progress across `span` (default 5 % to 95 %) and cancellation
+    between tiles."""
 
     def on_tile(done: int, total: int) -> None:
         ctx.check_cancel()
-        ctx.progress(0.05 + 0.9 * done / total, f"{stage} tile {done}/{total}")
+        ctx.progress(span[0] + (span[1] - span[0]) * done / total, f"{stage} tile {done}/{total}")
 
     ctx.check_cancel()
     return ctx.engine.run(model, color, tile=ctx.tile, on_tile=on_tile, condition=condition,

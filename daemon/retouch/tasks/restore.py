@@ -12,9 +12,9 @@ The job's mask (from the editors, the selection): with `mask_is area` (the defau
 looked for and repaired, as it bounds every task; with `mask_is damage` it marks damage by hand: it is repaired as
 given, and detection adds what it finds elsewhere (with `detect` off, only the mask is repaired).
 
-`review`: the review map is the mask of the pixels repaired (white), every one of them invented; a 1 px feathered
-rim beside it blends the fill with the input. Faces keep the full
-repair by default (`face_strength` 1): a half-removed scratch helps nobody.
+`review`: the review map is the mask of the pixels repaired (white), every one of them invented; a feathered rim
+of 2 px beside it blends the fill with the input. Faces keep the full repair by default (`face_strength` 1): a
+half-removed scratch helps nobody.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..engine.registry import ModelSpec, resolve
 from ..errors import BadRequest
 from ..ops.inpaint import feather, grow, telea
 from ..pixels import WorkImage
-from .base import REVIEW, Param, Task, TaskContext, TaskResult, load_for, run_info
+from .base import REVIEW, Param, Task, TaskContext, TaskResult, load_for, run_info, run_tiles
 
 DETECTOR = "retouch-damage"
 INPAINTER = "retouch-inpaint"
@@ -108,12 +108,7 @@ class Restore(Task):
         # image and blank the hole themselves
         color = telea(image.color, hole) if model.condition == "mask" else image.color
         stacked = np.concatenate([color, hole[:, :, None].astype(np.float32)], 2)
-
-        def on_tile(done: int, total: int) -> None:
-            ctx.check_cancel()
-            ctx.progress(0.5 + 0.45 * done / total, f"filling, tile {done}/{total}")
-
-        filled, run = ctx.engine.run(model, stacked, tile=ctx.tile, on_tile=on_tile)
+        filled, run = run_tiles(ctx, model, stacked, "filling", {}, span=(0.5, 0.95))
         info.update(run_info(spec, run))
         return filled
 
@@ -125,11 +120,6 @@ def find_damage(ctx: TaskContext, color: np.ndarray, sensitivity: float) -> tupl
     model = ctx.engine.get(spec, ctx.device)
     if model.output_channels != 1:
         raise BadRequest(f"model {spec.name} is not a damage detector ({model.output_channels} output channels)")
-
-    def on_tile(done: int, total: int) -> None:
-        ctx.check_cancel()
-        ctx.progress(0.05 + 0.4 * done / total, f"finding damage, tile {done}/{total}")
-
-    damage_map, run = ctx.engine.run(model, color, tile=ctx.tile, on_tile=on_tile)
+    damage_map, run = run_tiles(ctx, model, color, "finding damage", {}, span=(0.05, 0.45))
     cut = float(np.clip(CUT + 0.5 - sensitivity, *THRESHOLDS))
     return damage_map[:, :, 0] > cut, dict(run_info(spec, run), threshold=round(cut, 3))
