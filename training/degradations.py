@@ -151,14 +151,15 @@ def _defocus_kernel(rng: random.Random) -> np.ndarray:
 
 
 def random_blur(x: torch.Tensor, rng: random.Random, gen: torch.Generator | None = None,
-                bank: KernelBank | None = None) -> tuple[torch.Tensor, str]:
+                bank: KernelBank | None = None, motion_share: float = 0.5) -> tuple[torch.Tensor, str]:
     """Defocus or camera shake plus mild noise on one 1 x 3 x H x W image; returns (blurred, "defocus"|"motion").
 
-    With a `bank` the kernels come from it instead of being drawn afresh (same families and shares)."""
+    With a `bank` the kernels come from it instead of being drawn afresh (same families and shares). `motion_share`
+    of the draws are camera shake; 5 % are nearly sharp; the rest defocus."""
     r = rng.random()
     if r < 0.05:
         kind, k = "defocus", gaussian_kernel(0.3)  # nearly sharp input: the model must leave it alone
-    elif r < 0.5:
+    elif r < 1.0 - motion_share:
         kind = "defocus"
         k = bank.draw(kind, rng) if bank else _defocus_kernel(rng)
     else:

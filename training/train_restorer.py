@@ -62,7 +62,8 @@ def sample_crops(pools, n: int, size: int, rng: random.Random, texture_share: fl
 
 
 def make_batch(pools, task: str, size: int, batch: int, rng: random.Random, texture_share: float,
-               gen: torch.Generator | None = None, bank: KernelBank | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               gen: torch.Generator | None = None, bank: KernelBank | None = None,
+               motion_share: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch of (degraded + conditioning channel, clean), made on the device the pools live on."""
     clean = sample_crops(pools, batch, size, rng, texture_share)
     inputs = []
@@ -72,7 +73,7 @@ def make_batch(pools, task: str, size: int, batch: int, rng: random.Random, text
             # a little slack around the true level, as an estimate would have
             level = sigma * (rng.uniform(0.85, 1.15) if rng.random() < 0.3 else 1.0)
         else:
-            degraded, kind = random_blur(clean[i : i + 1], rng, gen, bank)
+            degraded, kind = random_blur(clean[i : i + 1], rng, gen, bank, motion_share)
             level = BLUR_HINTS[kind] if rng.random() < 0.5 else BLUR_HINTS["auto"]
         cond = torch.full((1, 1, size, size), float(level), device=clean.device)
         inputs.append(torch.cat([degraded, cond], 1))
@@ -137,6 +138,8 @@ def main() -> None:
     parser.add_argument("--init-from", type=Path, help="compact: start from a Compact x2 upscaler's weights")
     parser.add_argument("--texture-share", type=float, default=0.3,
                         help="share of crops from the full-size photos and scikit-image's images")
+    parser.add_argument("--motion-share", type=float, default=0.5,
+                        help="sharpen: share of crops blurred by camera shake (the rest defocus, 5 %% nearly sharp)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -184,7 +187,8 @@ def main() -> None:
         tmp.replace(args.out)
 
     step, elapsed, use_bf16 = train(
-        model, lambda: make_batch(pools, args.task, args.size, args.batch, rng, args.texture_share, gen, bank),
+        model, lambda: make_batch(pools, args.task, args.size, args.batch, rng, args.texture_share, gen, bank,
+                                  args.motion_share),
         lr=args.lr, minutes=args.minutes, run_dir=run_dir, device=device, warmup=200, on_resume=on_resume,
         on_checkpoint=export)
     export(step, elapsed, use_bf16)
