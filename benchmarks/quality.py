@@ -48,7 +48,6 @@ from retouch.engine import Engine  # noqa: E402
 from retouch.engine.registry import resolve  # noqa: E402
 from retouch.ops import tone  # noqa: E402
 from retouch.ops.colorfix import color_fix  # noqa: E402
-from retouch.ops.inpaint import feather, grow, telea  # noqa: E402
 from retouch.ops.noise import estimate_sigma  # noqa: E402
 from retouch.pipeline import run_pipeline  # noqa: E402
 from retouch.pixels import WorkImage, linear_to_srgb, srgb_to_linear  # noqa: E402
@@ -125,12 +124,15 @@ class Table:
             print(f"  {name:44} {p:8.2f} {s:7.4f} {spm:9.2f}")
 
 
-def task_fn(engine: Engine, task: str, inputs: list[np.ndarray], **params: object) -> Callable[[int], np.ndarray]:
-    """The task as the daemon runs it (parameters parsed, model conditioning, pre/post), without the wire."""
+def task_fn(engine: Engine, task: str, inputs: list[np.ndarray], masks: list[np.ndarray] | None = None,
+            **params: object) -> Callable[[int], np.ndarray]:
+    """The task as the daemon runs it (parameters parsed, model conditioning, pre/post), without the wire; `masks`,
+    one per input, are the job's masks (the editors' selection, the CLI's --mask)."""
     t = get_task(task)
     ctx = TaskContext(engine, lambda fraction, stage: None, lambda: None)
     parsed = t.parse_params(params)
-    return lambda i: run_pipeline(t, ctx, WorkImage(inputs[i], None, False), None, parsed).image.color
+    return lambda i: run_pipeline(t, ctx, WorkImage(inputs[i], None, False),
+                                  None if masks is None else masks[i].astype(np.float32), parsed).image.color
 
 
 # ---- denoise ------------------------------------------------------------------------------------------------------
@@ -317,17 +319,11 @@ def bench_restore(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
         table.add(f"retouch restore {prec} (detect + retouch-inpaint)", task_fn(engine, "restore", damaged))
     table.add("detect + OpenCV Telea (same detected mask)", task_fn(engines["fp32"], "restore", damaged,
                                                                    inpainter="telea"))
-    hole = [grow(t, 2) for t in truth]
-    model = engines["fp32"].get(resolve("retouch-inpaint"))
-
-    def ours_true(i: int) -> np.ndarray:
-        prefill = telea(damaged[i], hole[i])  # as the task hands it over
-        filled = engines["fp32"].run(model, np.concatenate([prefill, hole[i][:, :, None].astype(np.float32)], 2))[0]
-        soft = feather(hole[i])[:, :, None]
-        return damaged[i] + soft * (filled - damaged[i])
-
-    table.add("retouch-inpaint given the true mask", ours_true)
-    table.add("OpenCV Telea given the true mask", lambda i: telea(damaged[i], hole[i]))
+    # the true damage as a hand-marked mask (mask_is damage, detection off): the task grows and feathers it as usual
+    given = {"masks": truth, "detect": False, "mask_is": "damage"}
+    table.add("retouch-inpaint given the true mask", task_fn(engines["fp32"], "restore", damaged, **given))
+    table.add("OpenCV Telea given the true mask", task_fn(engines["fp32"], "restore", damaged, inpainter="telea",
+                                                          **given))
     table.print()
     rows = {r[0]: r for r in table.rows}
     ours = rows["retouch restore fp32 (detect + retouch-inpaint)"]
