@@ -79,11 +79,11 @@ class Case:
     source: np.ndarray  # the degraded scene
     result: np.ndarray  # its upscale by the model
     readings: list[list[tg.TextFlag]]  # per region, the reference readings by each crop set
-    status: list[str]  # per region: "changed", "unchanged" or "ambiguous"
 
     @property
-    def changed(self) -> list[bool]:
-        return [s == "changed" for s in self.status]
+    def status(self) -> list[str]:
+        """Per region: "changed", "unchanged" or "ambiguous"."""
+        return [status(r) for r in self.readings]
 
     @property
     def changed_first_set(self) -> list[bool]:
@@ -100,8 +100,7 @@ def cases(seed: int, count: int, engine: Engine, min_px: int = MIN_PX) -> Iterat
         source = degrade(scene.image, scale, blur)
         result, _ = engine.run(models[scale], source)
         result = np.ascontiguousarray(np.clip(result, 0, 1), np.float32)
-        readings = reference(scene, source, result, scale)
-        yield Case(scene, scale, blur, source, result, readings, [status(r) for r in readings])
+        yield Case(scene, scale, blur, source, result, reference(scene, source, result, scale))
 
 
 def reference(scene: Scene, source: np.ndarray, result: np.ndarray, scale: int) -> list[list[tg.TextFlag]]:
@@ -149,14 +148,14 @@ class Score:
 
     def add(self, case: Case, flagged: list[tg.Box]) -> None:
         boxes = [r.box for r in case.scene.regions]
-        status = (["changed" if ch else "unchanged" for ch in case.changed_first_set] if self.first_set_only
+        states = (["changed" if ch else "unchanged" for ch in case.changed_first_set] if self.first_set_only
                   else case.status)
-        for box, st in zip(boxes, status, strict=True):
+        for box, st in zip(boxes, states, strict=True):
             if st == "changed":
                 self.changed += 1
                 self.caught += any(on_region(f, box) for f in flagged)
         self.flags += len(flagged)
-        self.false_flags += sum(not any(st != "unchanged" and on_region(f, b) for b, st in zip(boxes, status,
+        self.false_flags += sum(not any(st != "unchanged" and on_region(f, b) for b, st in zip(boxes, states,
                                                                                                strict=True))
                                 for f in flagged)
 

@@ -181,6 +181,7 @@ def main() -> None:
                 "width": str(args.width), "depth": str(args.depth), "batch": str(args.batch), "size": str(args.size),
                 "bf16": str(use_bf16), "device": device.type, "condition": condition,
                 "texture_share": str(args.texture_share), "lr": str(args.lr),
+                "motion_share": str(args.motion_share) if args.task == "sharpen" else "",
                 "channels": ",".join(map(str, channels)) if args.arch == "drunet" else ""}
         tmp = args.out.with_suffix(".tmp")
         save_file(state, str(tmp), metadata=meta)
