@@ -1,8 +1,9 @@
 """The before/after pictures of the README, made by the project itself through the daemon.
 
 Each picture is the centre 256 px window of a held-out photo (never seen in training; no picking of flattering
-crops): the degraded input, Retouch's result (the same request `retouch enhance` sends), and the original, side by
-side with the PSNR of each against the original.
+crops), or for the face task the 256 px around the face of scikit-image's astronaut: the degraded input, Retouch's
+result (the same request `retouch enhance` sends), and the original, side by side with the PSNR of each against
+the original.
 
     python benchmarks/examples.py            # writes benchmarks/examples/*.jpg
 """
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -100,6 +102,15 @@ def main() -> None:
     panel("colorize", [("lightness only", bw), ("--task colorize", run(client, "colorize", bw)),
                        ("--vividness 1.5", run(client, "colorize", bw, vividness=1.5)), ("original", ladybird)],
           ladybird)
+
+    from skimage import data
+
+    portrait = data.astronaut().astype(np.float32) / 255  # public domain; not a held-out photo: no faces in those
+    worn = cv2.GaussianBlur(portrait, (0, 0), 1.6) + rng.normal(0, 8 / 255, portrait.shape)
+    restored = run(client, "face", worn.astype(np.float32))
+    window = np.s_[0:SIZE, 96:96 + SIZE]  # the 256 px around her face
+    face = np.ascontiguousarray(portrait[window])
+    panel("face", [("blur 1.6 + noise 8", worn[window]), ("--task face", restored[window]), ("original", face)], face)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,29 @@ def test_astronaut_face_found_and_nothing_else(astronaut):
     assert all(isinstance(v, int) for v in face.box)
 
 
+def test_astronaut_landmarks_where_measured_by_hand(astronaut):
+    (face,) = detect_faces(astronaut)
+    assert face.landmarks is not None and len(face.landmarks) == 5
+    # pupils, nose tip and mouth corners read off a 6x enlargement of the face
+    by_hand = [(203.3, 101.3), (246.7, 104.2), (224.0, 126.7), (205.0, 140.0), (245.0, 138.0)]
+    for (x, y), (hx, hy) in zip(face.landmarks, by_hand, strict=True):
+        assert abs(x - hx) <= 5 and abs(y - hy) <= 5, (face.landmarks, by_hand)
+
+
+def test_landmarks_follow_a_mirrored_and_a_shrunk_face(astronaut):
+    (face,) = detect_faces(astronaut)
+    (mirrored,) = detect_faces(np.ascontiguousarray(astronaut[:, ::-1]))
+    assert face.landmarks is not None and mirrored.landmarks is not None
+    width = astronaut.shape[1]
+    # the mirror's left eye is the original's right eye, reflected
+    for (x, y), (mx, my) in zip(face.landmarks, [mirrored.landmarks[i] for i in (1, 0, 2, 4, 3)], strict=True):
+        assert abs((width - 1 - mx) - x) <= 3 and abs(my - y) <= 3
+    (small,) = detect_faces(cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA))
+    assert small.landmarks is not None
+    for (x, y), (sx, sy) in zip(face.landmarks, small.landmarks, strict=True):
+        assert abs((sx + 0.5) * 2 - 0.5 - x) <= 4 and abs((sy + 0.5) * 2 - 0.5 - y) <= 4
+
+
 @pytest.mark.parametrize("path", HELDOUT, ids=[p.stem for p in HELDOUT])
 def test_no_face_on_heldout_landscapes(path):
     image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -149,6 +172,9 @@ def test_scale_faces():
     face = Face((10, 20, 50, 70), 0.97)
     assert scale_faces([face], 4) == [Face((40, 80, 200, 280), 0.97)]
     assert scale_faces([face], 0.5) == [Face((5, 10, 25, 35), 0.97)]
+    marked = Face((10, 20, 50, 70), 0.97, ((20.0, 30.0), (40.0, 30.0), (30.0, 40.0), (22.0, 50.0), (38.0, 50.0)))
+    (big,) = scale_faces([marked], 2)
+    assert big.landmarks == ((40.5, 60.5), (80.5, 60.5), (60.5, 80.5), (44.5, 100.5), (76.5, 100.5))
     with pytest.raises(ValueError, match="factor"):
         scale_faces([face], 0)
 

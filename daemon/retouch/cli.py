@@ -203,6 +203,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
               f"in {summary['seconds']:.2f} s")
         for flag in summary["flags"]:
             print(f"  flag: {flag.get('label', flag.get('kind'))} at {flag.get('box')}")
+        if summary["note"]:
+            print(f"  note: {summary['note']}")
     return 0
 
 

@@ -92,6 +92,8 @@ def enhance_file(src: Path, dst: Path, task: str, run: Runner) -> dict[str, Any]
         "output_size": info.get("output_size"),
         "tiles": info.get("tiles"),
         "flags": info.get("flags", []),
+        "faces": info.get("faces"),  # --task face: every face found (box, score, landmarks)
+        "note": info.get("note"),
     }
 
 

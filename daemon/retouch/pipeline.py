@@ -61,7 +61,7 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
 
         review = invention_map(again, work.color, out)
     post: dict[str, Any] = {}
-    flags: list[dict[str, Any]] = []
+    flags: list[dict[str, Any]] = list(result.info.get("flags", []))  # a task's own (the faces it restored)
     if params.get("text_guard") or params.get("protect_text"):
         out, text = _guard_text(work.color, out, bool(params.get("protect_text")))
         flags += text
@@ -80,6 +80,7 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
             m = face_mask(out.shape[0], out.shape[1], faces)
             weight = (strength * (1.0 - m * (1.0 - params["face_strength"])))[:, :, None].astype(np.float32)
             on_face = round(strength * params["face_strength"], 3)
+            flags = [f for f in flags if f.get("kind") != "face"]  # the task's face flags, now at the lighter touch
             flags += [dict(f.to_wire(), strength=on_face, label=f"face: strength {on_face:g}") for f in faces]
             post["face_strength"] = params["face_strength"]
         out = base + weight * (out - base)
@@ -93,6 +94,7 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
         out = out * m + base * (1.0 - m)
         post["selection"] = True
     info = dict(result.info)
+    info.pop("flags", None)
     if flags:
         info["flags"] = flags
     if auto:
@@ -118,18 +120,13 @@ def _routing(model: str | None, flags: list[dict[str, Any]], upscaled: bool) -> 
 
 def _find_faces(source: np.ndarray, out: np.ndarray, mask: np.ndarray | None) -> list[Any]:
     """Faces of the task's input, in result pixels; those outside the selection are left out."""
-    from .ops.faces import detect_faces, scale_faces
+    from .ops.faces import detect_faces, faces_within, scale_faces
 
     faces = detect_faces(source)
     if not faces:
         return []
     faces = scale_faces(faces, out.shape[1] / source.shape[1])
-    if mask is None:
-        return faces
-    m = _at_size(mask, out)
-    h, w = m.shape[:2]
-    return [f for f in faces if m[min(h - 1, (f.box[1] + f.box[3]) // 2), min(w - 1, (f.box[0] + f.box[2]) // 2)]
-            >= 0.5]
+    return faces_within(faces, None if mask is None else _at_size(mask, out))
 
 
 def _guard_text(source: np.ndarray, out: np.ndarray, protect: bool) -> tuple[np.ndarray, list[dict[str, Any]]]:

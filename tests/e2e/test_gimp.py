@@ -59,8 +59,10 @@ CASES: list[dict[str, Any]] = [
     {"name": "unknown_task_refused", "precision": "u8-non-linear", "task": "paint", "args": {}},
     {"name": "face_flag_path", "precision": "u8-non-linear", "task": "denoise", "picture": "astronaut",
      "args": {"options": "noise_level=5"}},
+    {"name": "menu_face_procedure", "precision": "u8-non-linear", "procedure": "retouch-face", "task": "face",
+     "picture": "astronaut", "args": {}},
 ]
-GOOD = [c for c in CASES if "refused" not in c["name"] and c["name"] not in ("review_layer", "face_flag_path")]
+GOOD = [c for c in CASES if "refused" not in c["name"] and "picture" not in c and c["name"] != "review_layer"]
 ASTRONAUT = 256  # the astronaut picture's side; MTCNN finds her face at about (89, 30) - (135, 88) there
 
 
@@ -130,7 +132,7 @@ def test_procedures_are_registered(gimp_run: Path) -> None:
     summary = json.loads((gimp_run / "summary.json").read_text())
     assert summary["gimp"].startswith("3.0")
     assert {"retouch-enhance", "retouch-upscale", "retouch-denoise", "retouch-sharpen",
-            "retouch-tone", "retouch-restore", "retouch-colorize"} <= set(summary["procedures"])
+            "retouch-tone", "retouch-restore", "retouch-colorize", "retouch-face"} <= set(summary["procedures"])
 
 
 @pytest.mark.parametrize("case", GOOD, ids=lambda c: c["name"])
@@ -256,3 +258,21 @@ def test_face_flag_becomes_a_named_path_around_the_face(gimp_run: Path, e2e_daem
     paths = rep["paths"]
     assert [p["name"] for p in paths] == ["Retouch flag: face: strength 0.5"], paths
     assert paths[0]["box"] == [x0, y0, x1, y1] and paths[0]["visible"] and paths[0]["strokes"] == 1
+
+
+def test_face_procedure_restores_the_face_in_a_new_layer(gimp_run: Path, e2e_daemon: Path) -> None:
+    """Filters > Enhance > Retouch AI > Faces on the astronaut: the new layer holds exactly what the daemon's face
+    task gives at its own face strength (1), the source is unchanged, and the restored face is one named path."""
+    rep = report(gimp_run, "menu_face_procedure")
+    assert rep["status"] == "success", rep
+    assert rep["source_unchanged"] and rep["layer"]["name"].startswith("Retouch face")
+    client = Client(autostart=False, timeout=120, path=e2e_daemon / "daemon.json")
+    source = astronaut_rgba(ASTRONAUT)
+    expected = client.enhance("face", source.tobytes(), ImageSpec(ASTRONAUT, ASTRONAUT, "u8", "RGBA", "srgb"),
+                              params={"face_strength": 1.0})
+    assert (gimp_run / "menu_face_procedure.layer").read_bytes() == expected.pixels
+    assert expected.pixels != source.tobytes()  # the face did change
+    (face,) = [f for f in expected.info["flags"] if f["kind"] == "face"]
+    paths = rep["paths"]
+    assert [p["name"] for p in paths] == ["Retouch flag: face restored by retouch-sharpen"], paths
+    assert paths[0]["box"] == face["box"]

@@ -19,6 +19,8 @@ from .device import describe, pick_dtype
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 ONNX_SUFFIXES = (".onnx",)
 MODEL_SUFFIXES = TORCH_SUFFIXES + ONNX_SUFFIXES
+# face models whose spandrel call takes and returns [-1, 1] (RestoreFormer's call converts by itself)
+SIGNED_ARCHITECTURES = ("GFPGAN", "CodeFormer")
 
 
 @dataclass
@@ -34,6 +36,7 @@ class LoadedModel:
     dtype: str
     size_multiple: int = 1
     condition: str | None = None  # what its one extra input channel carries; None: a plain image model
+    signed: bool = False  # takes and gives values in [-1, 1] (spandrel passes GFPGAN's and CodeFormer's range on)
     _descriptor: object = field(default=None, repr=False)
     _session: object = field(default=None, repr=False)
     _onnx_input: str = ""
@@ -77,6 +80,8 @@ class LoadedModel:
                 y = self._run_masked(x, plane)
             elif self.conditioned and (condition is not None or plane is not None):
                 y = self._run_conditioned(x, plane if plane is not None else condition)
+            elif self.signed:
+                y = (self._descriptor(x.mul(2).sub(1).contiguous(memory_format=torch.channels_last)) + 1) / 2  # type: ignore[operator]
             else:
                 y = self._descriptor(x.contiguous(memory_format=torch.channels_last))  # type: ignore[operator]
         return y[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
@@ -188,6 +193,7 @@ def _load_torch(path: Path, device: torch.device, precision: str, condition: str
         dtype={torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype],
         size_multiple=int(desc.size_requirements.multiple_of),
         condition=condition,
+        signed=desc.architecture.id in SIGNED_ARCHITECTURES,
         _descriptor=desc,
     )
 

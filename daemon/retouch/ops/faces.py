@@ -28,10 +28,16 @@ MIN_SCORE = 0.9  # O-Net probability for a face to be reported
 BATCH = 256  # R-Net / O-Net crops per run
 
 
+Point = tuple[float, float]
+
+
 @dataclass(frozen=True)
 class Face:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), pixels of the image given
     score: float  # O-Net face probability, 0..1
+    # O-Net's five landmarks (x, y in pixels of the image given): left eye, right eye (as seen), nose tip, left and
+    # right mouth corner; what `facealign` aligns faces by
+    landmarks: tuple[Point, Point, Point, Point, Point] | None = None
 
     @property
     def width(self) -> int:
@@ -66,11 +72,11 @@ class _Mtcnn:
         )
 
     @staticmethod
-    def run(session: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """N x H x W x 3 in 0..255 through one net (sessions are thread-safe)."""
+    def run(session: Any, batch: np.ndarray) -> list[np.ndarray]:
+        """N x H x W x 3 in 0..255 through one net (sessions are thread-safe): face probability, box shift and, for
+        O-Net, the landmarks (N x 10: five x then five y, fractions of the crop)."""
         x = np.ascontiguousarray(((batch - 127.5) * 0.0078125).transpose(0, 3, 1, 2), dtype=np.float32)
-        face, box = session.run(None, {"image": x})
-        return face, box
+        return session.run(None, {"image": x})
 
 
 _LOCK = threading.Lock()
@@ -130,7 +136,7 @@ def _propose(model: _Mtcnn, image: np.ndarray) -> np.ndarray:
     scale, found = 12.0 / MIN_FACE, []
     while min(h, w) * scale >= 12:
         level = cv2.resize(image, (int(w * scale + 1), int(h * scale + 1)), interpolation=cv2.INTER_AREA)
-        prob, reg = model.run(model.pnet, level[None])
+        prob, reg = model.run(model.pnet, level[None])[:2]
         prob, reg = prob[0], reg[0]
         ys, xs = np.nonzero(prob >= STAGE_THRESHOLDS[0])
         if ys.size:
@@ -163,20 +169,21 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _classify(
-    model: _Mtcnn, session: Any, image: np.ndarray, boxes: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """R-Net or O-Net on each box's crop: face probability (N) and box regression (N x 4)."""
-    probs, regs = [], []
+def _classify(model: _Mtcnn, session: Any, image: np.ndarray, boxes: np.ndarray, size: int) -> list[np.ndarray]:
+    """R-Net or O-Net on each box's crop: face probability (N), box regression (N x 4) and, for O-Net, landmarks
+    (N x 10)."""
+    parts: list[list[np.ndarray]] = []
     for start in range(0, len(boxes), BATCH):
-        prob, reg = model.run(session, _crops(image, boxes[start : start + BATCH], size))
-        probs.append(prob.astype(np.float64))
-        regs.append(reg.astype(np.float64))
-    return np.concatenate(probs), np.concatenate(regs)
+        outputs = model.run(session, _crops(image, boxes[start : start + BATCH], size))
+        parts = parts or [[] for _ in outputs]
+        for part, output in zip(parts, outputs, strict=True):
+            part.append(output.astype(np.float64))
+    return [np.concatenate(part) for part in parts]
 
 
-def _mtcnn(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Faces of an H x W x 3 float32 image in 0..255: boxes (N x 4: x0 y0 x1 y1, 0-based, exclusive) and scores."""
+def _mtcnn(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Faces of an H x W x 3 float32 image in 0..255: boxes (N x 4: x0 y0 x1 y1, 0-based, exclusive), scores (N)
+    and landmarks (N x 5 x 2, 0-based pixel coordinates)."""
     model = _model()
     boxes = _propose(model, image)
     if len(boxes):
@@ -186,13 +193,15 @@ def _mtcnn(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep = _nms(boxes, prob, 0.7)
         boxes = _square(_regress(boxes[keep], reg[keep]))
     if not len(boxes):
-        return np.zeros((0, 4)), np.zeros(0)
-    prob, reg = _classify(model, model.onet, image, boxes, 48)
+        return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+    prob, reg, points = _classify(model, model.onet, image, boxes, 48)
     passed = prob > STAGE_THRESHOLDS[2]
-    boxes, prob = _regress(boxes[passed], reg[passed]), prob[passed]
+    boxes, prob, reg, points = boxes[passed], prob[passed], reg[passed], points[passed]
+    extent = boxes[:, 2:4] - boxes[:, 0:2] + 1  # the crop O-Net saw (1-based, inclusive), which the points are of
+    marks = np.stack([points[:, :5], points[:, 5:]], axis=2) * extent[:, None, :] + boxes[:, None, 0:2] - 1
+    boxes = _regress(boxes, reg)
     keep = _nms(boxes, prob, 0.7, by_min=True)
-    boxes, prob = boxes[keep], prob[keep]
-    return boxes - np.array([1.0, 1.0, 0.0, 0.0]), prob
+    return boxes[keep] - np.array([1.0, 1.0, 0.0, 0.0]), prob[keep], marks[keep]
 
 
 # ---------------------------------------------------------------- public API
@@ -243,13 +252,14 @@ def detect_faces(image: np.ndarray) -> list[Face]:
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     if min(image.shape[:2]) < 12:
         return []
-    boxes, scores = _mtcnn(_rgb255(image))
+    boxes, scores, marks = _mtcnn(_rgb255(image))
     faces = []
-    for (x1, y1, x2, y2), score in zip(boxes / factor, scores, strict=True):
+    for (x1, y1, x2, y2), score, points in zip(boxes / factor, scores, (marks + 0.5) / factor - 0.5, strict=True):
         x0, y0 = max(0, math.floor(x1)), max(0, math.floor(y1))
         x1_, y1_ = min(w, math.ceil(x2)), min(h, math.ceil(y2))
         if score >= MIN_SCORE and x1_ > x0 and y1_ > y0:
-            faces.append(Face((x0, y0, x1_, y1_), float(score)))
+            landmarks = tuple((float(x), float(y)) for x, y in points)
+            faces.append(Face((x0, y0, x1_, y1_), float(score), landmarks))  # type: ignore[arg-type]
     return sorted(faces, key=lambda f: -f.score)
 
 
@@ -257,7 +267,21 @@ def scale_faces(faces: list[Face], factor: float) -> list[Face]:
     """The same faces on an image `factor` times the size (an upscaled result)."""
     if not factor > 0:
         raise ValueError(f"scale factor must be > 0, not {factor}")
-    return [Face(tuple(round(v * factor) for v in f.box), f.score) for f in faces]  # type: ignore[arg-type]
+    def moved(points: tuple[Point, ...] | None) -> Any:
+        return None if points is None else tuple(((x + 0.5) * factor - 0.5, (y + 0.5) * factor - 0.5)
+                                                 for x, y in points)
+
+    return [Face(tuple(round(v * factor) for v in f.box), f.score, moved(f.landmarks))  # type: ignore[arg-type]
+            for f in faces]
+
+
+def faces_within(faces: list[Face], mask: np.ndarray | None) -> list[Face]:
+    """The faces whose box centre lies in the selection (`mask` >= 0.5, the image's size); all without one."""
+    if mask is None:
+        return faces
+    h, w = mask.shape[:2]
+    return [f for f in faces if mask[min(h - 1, (f.box[1] + f.box[3]) // 2), min(w - 1, (f.box[0] + f.box[2]) // 2)]
+            >= 0.5]
 
 
 FEATHER = 0.25  # default feather, of the face box's larger side

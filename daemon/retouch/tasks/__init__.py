@@ -6,12 +6,15 @@ from ..errors import UnknownTask, shown
 from .base import Param, Task, TaskContext, TaskResult
 from .colorize import Colorize
 from .denoise import Denoise
+from .face import Face
 from .restore import Restore
 from .sharpen import Sharpen
 from .tone import Tone
 from .upscale import Upscale
 
-TASKS: dict[str, Task] = {task.name: task for task in (Upscale(), Denoise(), Sharpen(), Restore(), Colorize(), Tone())}
+TASKS: dict[str, Task] = {
+    task.name: task for task in (Upscale(), Denoise(), Sharpen(), Restore(), Colorize(), Face(), Tone())
+}
 
 
 def get_task(name: object) -> Task:

@@ -30,8 +30,10 @@ MENU_TASKS = {
     "retouch-restore": ("restore", "_Restore (scratches, dust, stains)…",
                         "Find scratches, dust and stains on an old photo and fill them in"),
     "retouch-colorize": ("colorize", "_Colorize…", "Give a black-and-white or sepia photo plausible colours"),
+    "retouch-face": ("face", "_Faces…", "Find the faces and restore each one; the rest stays as it is"),
 }
-FACE_STRENGTH = {"restore": 1.0}  # the daemon's own default for these tasks: a half-removed scratch helps nobody
+# the daemon's own default for these tasks: a half-removed scratch helps nobody, and the face task touches faces only
+FACE_STRENGTH = {"restore": 1.0, "face": 1.0}
 TASK_CHOICES = [(name, label.replace("_", "").rstrip("…")) for name, label, _ in MENU_TASKS.values()]
 MENU_PATH = "<Image>/Filters/Enhance/Retouch AI"
 RW = GObject.ParamFlags.READWRITE

@@ -1,0 +1,135 @@
+"""Faces: find every face, restore it, and blend it back through a feathered mask; the rest stays the input.
+
+Faces are found on the task's input by MTCNN (`ops/faces.py`, with five landmarks each). What restores them:
+
+- **Face models** that spandrel loads (its `FaceSR` purpose: GFPGAN, RestoreFormer, CodeFormer), given with
+  `model`: each face is aligned by its landmarks onto FFHQ's 512 px template, restored there, and mapped back
+  (`ops/facealign.py`), blended through a mask that fades out before the aligned crop's edges.
+- **Same-size restoration models**; the default is our own face-region enhancer: the face's region (its box grown
+  by `CONTEXT` of its size on every side, so the nets see around it) is denoised by `retouch-denoise` at the noise
+  level estimated on the whole image, then deblurred by `retouch-sharpen` (blind), at the face's own resolution,
+  and blended back through the face's ellipse, feathered outward (`ops.faces.face_mask`). A restoration model the
+  user gives (`model`) replaces both.
+
+The review map is the blend weight: every pixel in it came from the face restorer. Each face restored is a flag.
+With a selection, only faces whose centre lies in it are restored. No face found: the result is the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..engine import LoadedModel
+from ..engine.registry import ModelSpec
+from ..errors import BadRequest
+from ..ops.noise import estimate_sigma
+from ..pixels import WorkImage
+from .base import REVIEW, Task, TaskContext, TaskResult, check_restorer, load_for, run_info
+
+DENOISER = "retouch-denoise"
+SHARPENER = "retouch-sharpen"
+CONTEXT = 0.5  # of the face box's larger side: context read around each face by a restoration model
+FACE_SIZE = 512  # side of the aligned crop a face model works on
+SEED = 0  # GFPGAN's decoder draws noise: seeded, so a rerun gives the same faces
+
+
+class Face(Task):
+    name = "face"
+    label = "Restore faces"
+    description = "Find the faces and restore each one (deblur, denoise; or a face model such as GFPGAN); the rest "\
+                  "of the image is left as it is."
+    params = (REVIEW,)
+    defaults = {"face_strength": 1.0}  # the task touches faces only: the lighter touch would halve its work
+
+    def default_model(self, params: dict[str, Any]) -> str:
+        return SHARPENER
+
+    def run(self, ctx: TaskContext, image: WorkImage, mask: np.ndarray | None, params: dict[str, Any]) -> TaskResult:
+        from ..ops.faces import detect_faces, faces_within
+
+        spec, model = load_for(ctx, SHARPENER)
+        face_model = model.purpose == "FaceSR"
+        if model.scale != 1 or model.input_channels != 3 or model.output_channels != 3:
+            what = ("not an RGB 512 px face restorer" if face_model else
+                    "neither a face model (GFPGAN, RestoreFormer, CodeFormer) nor a same-size RGB restoration model")
+            raise BadRequest(f"model {spec.name} is {what} ({model.architecture}, scale {model.scale}, "
+                             f"{model.input_channels} input and {model.output_channels} output channels)")
+        ctx.progress(0.05, "finding faces")
+        faces = faces_within(detect_faces(image.color), mask)
+        info: dict[str, Any] = {"model": spec.name, "device": model.device_name, "dtype": model.dtype,
+                                "faces": [face_info(f) for f in faces]}
+        weight = np.zeros(image.color.shape[:2], np.float32)
+        if not faces:
+            ctx.progress(1.0, "no face found")
+            info["note"] = "no face found: the image is unchanged"
+            return TaskResult(image, info, review=weight if params["review"] else None)
+        if face_model:
+            out, weight, run = self._with_face_model(ctx, model, image.color, faces)
+        else:
+            out, weight, run, extra = self._with_restorers(ctx, spec, model, image.color, faces)
+            info.update(extra)
+        info.update({k: v for k, v in run_info(spec, run).items() if k != "model"})
+        info["flags"] = [dict(f.to_wire(), strength=1.0, label=f"face restored by {spec.name}") for f in faces]
+        ctx.progress(1.0, "done")
+        return TaskResult(WorkImage(np.ascontiguousarray(out, np.float32), image.alpha, image.gray), info,
+                          review=weight if params["review"] else None)
+
+    def _with_face_model(self, ctx: TaskContext, model: LoadedModel, color: np.ndarray,
+                         faces: list[Any]) -> tuple[np.ndarray, np.ndarray, Any]:
+        from ..ops.facealign import align_face, align_matrix, paste_face
+
+        out, weight, run = color, np.zeros(color.shape[:2], np.float32), None
+        for i, face in enumerate(faces):
+            ctx.check_cancel()
+            ctx.progress(0.1 + 0.85 * i / len(faces), f"restoring face {i + 1}/{len(faces)}")
+            matrix = align_matrix(face.landmarks, FACE_SIZE)
+            crop = align_face(color, matrix, FACE_SIZE)
+            devices = [model.device] if model.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(SEED)
+                restored, run = ctx.engine.run(model, crop, tile=FACE_SIZE)
+            out, w = paste_face(out, restored, matrix)
+            np.maximum(weight, w, out=weight)
+        return out, weight, run
+
+    def _with_restorers(self, ctx: TaskContext, spec: ModelSpec, model: LoadedModel, color: np.ndarray,
+                        faces: list[Any]) -> tuple[np.ndarray, np.ndarray, Any, dict[str, Any]]:
+        from ..ops.faces import face_mask
+
+        extra: dict[str, Any] = {}
+        denoiser = None
+        if ctx.model is None:  # the default chain: our denoiser first, at the level the whole image shows
+            dspec, denoiser = load_for(ctx, DENOISER)
+            check_restorer(dspec, denoiser)
+            sigma = estimate_sigma(color)
+            extra["noise_level_estimated"] = round(sigma * 255, 2)
+            extra["models"] = [dspec.name, spec.name]
+        h, w = color.shape[:2]
+        out, weight, run = color.copy(), np.zeros((h, w), np.float32), None
+        for i, face in enumerate(faces):
+            ctx.check_cancel()
+            ctx.progress(0.1 + 0.85 * i / len(faces), f"restoring face {i + 1}/{len(faces)}")
+            x0, y0, x1, y1 = face.box
+            grow = round(CONTEXT * max(x1 - x0, y1 - y0))
+            gx0, gy0, gx1, gy1 = max(0, x0 - grow), max(0, y0 - grow), min(w, x1 + grow), min(h, y1 + grow)
+            region = color[gy0:gy1, gx0:gx1]
+            if denoiser is not None:
+                region, _ = ctx.engine.run(denoiser, region, tile=ctx.tile, condition=sigma * dspec.condition_scale)
+            restored, run = ctx.engine.run(model, region, tile=ctx.tile)  # a blur-hint model runs blind
+            m = face_mask(h, w, [face])[gy0:gy1, gx0:gx1]
+            target = out[gy0:gy1, gx0:gx1]
+            out[gy0:gy1, gx0:gx1] = target + m[:, :, None] * (restored - target)
+            np.maximum(weight[gy0:gy1, gx0:gx1], m, out=weight[gy0:gy1, gx0:gx1])
+        return out, weight, run, extra
+
+
+def face_info(face: Any) -> dict[str, Any]:
+    """What `--json` reports of a face: its box, score and landmarks (image pixels)."""
+    marks = None if face.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in face.landmarks]
+    return dict(face.to_wire(), landmarks=marks)
+
+
+__all__ = ["Face", "face_info"]
