@@ -8,6 +8,7 @@ aligned, run and pasted back, not that it restores anything.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from daemon_process import start_daemon, stop_daemon
 from retouch.client import Client
 from retouch.ops.facealign import SIZE, TEMPLATE, align_face, align_matrix, crop_mask, paste_face, scale_of
 from test_tasks import crop_u8, expect_bad_request, one_json, retouch, run, to_float, to_u8
@@ -131,6 +133,37 @@ def test_a_spandrel_face_model_is_aligned_run_and_pasted_back(client: Client, fa
     assert x0 - 60 <= xs.min() and xs.max() <= x1 + 60 and y0 - 60 <= ys.min() and ys.max() <= y1 + 60
     again, _ = run(client, "face", src, model=str(face_model))
     assert np.array_equal(again, out)  # seeded: a rerun gives the same face
+
+
+@pytest.fixture(scope="module")
+def face_model_daemon(tmp_path_factory: pytest.TempPathFactory, face_model: Path) -> Iterator[Path]:
+    """A daemon whose model folder holds the face model, installed by `retouch models add`."""
+    runtime, models = tmp_path_factory.mktemp("face-runtime"), tmp_path_factory.mktemp("face-models")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RETOUCH_MODELS_DIR", str(models))
+        added = one_json(retouch("models", "add", face_model, "--license", "MIT", "--json"))
+    assert added["task"] == "face" and added["architecture"] == "RestoreFormer", added
+    proc = start_daemon(runtime, models)
+    yield runtime
+    stop_daemon(proc)
+
+
+def test_model_auto_sends_faces_to_the_installed_face_model(client: Client, face_model_daemon: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    src = astronaut()[::2, ::2].copy()  # 256 px: upscaled x2 back to 512
+    plain, plain_result = run(client, "upscale", src, model="auto", params={"scale": 2})
+    monkeypatch.setenv("RETOUCH_RUNTIME_DIR", str(face_model_daemon))
+    routed, result = run(Client(autostart=False, timeout=60), "upscale", src, model="auto", params={"scale": 2})
+    (face,) = [r for r in result.info["routing"] if r["region"] == "face"]
+    assert face["model"] == "tiny-restoreformer" and face["strength"] == 0.5, result.info["routing"]
+    assert result.info["routing"][0] == {"region": "image", "model": "retouch-upscale-x2"}
+    (flag,) = [f for f in result.info["flags"] if f["kind"] == "face"]
+    assert flag["label"] == "face: tiny-restoreformer, strength 0.5"
+    (plain_face,) = [r for r in plain_result.info["routing"] if r["region"] == "face"]
+    assert plain_face["model"] == "retouch-upscale-x2"  # no face model installed there: the task's own
+    x0, y0, x1, y1 = face["box"]
+    assert not np.array_equal(routed[y0:y1, x0:x1], plain[y0:y1, x0:x1])  # the face model's work, at the face
+    assert np.array_equal(routed[y1 + 150:], plain[y1 + 150:])  # beyond its aligned crop: the same upscale
 
 
 def test_models_that_cannot_restore_faces_are_refused(client: Client) -> None:

@@ -70,6 +70,9 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
         out = color_fix(out, _at_size(work.color, out), params["color_fix"])
         post["color_fix"] = params["color_fix"]
     faces = _find_faces(work.color, out, mask) if params["face_strength"] < 1.0 else []
+    face_model = None
+    if auto and faces:  # faces to the face model the user installed, if any (on the task's result)
+        out, face_model = _restore_faces(ctx, out, faces)
     # the source at the output's size, only when something blends with it (for upscaling it is a full resize)
     base = _at_size(image.color, out) if strength < 1.0 or mask is not None or faces else None
     if base is not None and (strength < 1.0 or faces):
@@ -81,7 +84,8 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
             weight = (strength * (1.0 - m * (1.0 - params["face_strength"])))[:, :, None].astype(np.float32)
             on_face = round(strength * params["face_strength"], 3)
             flags = [f for f in flags if f.get("kind") != "face"]  # the task's face flags, now at the lighter touch
-            flags += [dict(f.to_wire(), strength=on_face, label=f"face: strength {on_face:g}") for f in faces]
+            by = f"{face_model}, " if face_model else ""
+            flags += [dict(f.to_wire(), strength=on_face, label=f"face: {by}strength {on_face:g}") for f in faces]
             post["face_strength"] = params["face_strength"]
         out = base + weight * (out - base)
         if strength < 1.0:
@@ -98,7 +102,7 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
     if flags:
         info["flags"] = flags
     if auto:
-        info["routing"] = _routing(info.get("model"), flags, task.output_scale(params) > 1)
+        info["routing"] = _routing(info.get("model"), flags, task.output_scale(params) > 1, face_model)
     if pre:
         info["pre"] = pre
     if post:
@@ -107,14 +111,34 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
     return TaskResult(image_out, info, review=review)
 
 
-def _routing(model: str | None, flags: list[dict[str, Any]], upscaled: bool) -> list[dict[str, Any]]:
+def _restore_faces(ctx: TaskContext, out: np.ndarray, faces: list[Any]) -> tuple[np.ndarray, str | None]:
+    """`model auto`: the faces of the result restored by the face model in the user's model folder (the first by
+    name), aligned and pasted back as the face task does; the result unchanged and None when there is none."""
+    from .errors import BadRequest
+    from .tasks.face import installed_face_model, restore_with_face_model
+
+    spec = installed_face_model()
+    if spec is None:
+        return out, None
+    model = ctx.engine.get(spec, ctx.device)
+    if model.purpose != "FaceSR" or model.scale != 1 or model.input_channels != 3 or model.output_channels != 3:
+        raise BadRequest(f"model {spec.name} is recorded as a face model but is a {model.architecture} "
+                         f"({model.purpose}, scale {model.scale}); model auto sends faces to it: remove it or record "
+                         "it under another task")
+    restored, _, _ = restore_with_face_model(ctx, model, out, [f for f in faces if f.landmarks is not None])
+    return restored, spec.name
+
+
+def _routing(model: str | None, flags: list[dict[str, Any]], upscaled: bool,
+             face_model: str | None = None) -> list[dict[str, Any]]:
     """Which model touched which region, for `model auto`: the whole image first, then the exceptions."""
     routes: list[dict[str, Any]] = [{"region": "image", "model": model}]
     for flag in flags:
         if flag["kind"] == "text":
             routes.append({"region": "text", "box": flag["box"], "model": "bicubic" if upscaled else "input"})
         elif flag["kind"] == "face":
-            routes.append({"region": "face", "box": flag["box"], "model": model, "strength": flag["strength"]})
+            routes.append({"region": "face", "box": flag["box"], "model": face_model or model,
+                           "strength": flag["strength"]})
     return routes
 
 

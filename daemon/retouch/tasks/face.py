@@ -67,7 +67,7 @@ class Face(Task):
             info["note"] = "no face found: the image is unchanged"
             return TaskResult(image, info, review=weight if params["review"] else None)
         if face_model:
-            out, weight, run = self._with_face_model(ctx, model, image.color, faces)
+            out, weight, run = restore_with_face_model(ctx, model, image.color, faces)
         else:
             out, weight, run, extra = self._with_restorers(ctx, spec, model, image.color, faces)
             info.update(extra)
@@ -76,24 +76,6 @@ class Face(Task):
         ctx.progress(1.0, "done")
         return TaskResult(WorkImage(np.ascontiguousarray(out, np.float32), image.alpha, image.gray), info,
                           review=weight if params["review"] else None)
-
-    def _with_face_model(self, ctx: TaskContext, model: LoadedModel, color: np.ndarray,
-                         faces: list[Any]) -> tuple[np.ndarray, np.ndarray, Any]:
-        from ..ops.facealign import align_face, align_matrix, paste_face
-
-        out, weight, run = color, np.zeros(color.shape[:2], np.float32), None
-        for i, face in enumerate(faces):
-            ctx.check_cancel()
-            ctx.progress(0.1 + 0.85 * i / len(faces), f"restoring face {i + 1}/{len(faces)}")
-            matrix = align_matrix(face.landmarks, FACE_SIZE)
-            crop = align_face(color, matrix, FACE_SIZE)
-            devices = [model.device] if model.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(SEED)
-                restored, run = ctx.engine.run(model, crop, tile=FACE_SIZE)
-            out, w = paste_face(out, restored, matrix)
-            np.maximum(weight, w, out=weight)
-        return out, weight, run
 
     def _with_restorers(self, ctx: TaskContext, spec: ModelSpec, model: LoadedModel, color: np.ndarray,
                         faces: list[Any]) -> tuple[np.ndarray, np.ndarray, Any, dict[str, Any]]:
@@ -126,10 +108,40 @@ class Face(Task):
         return out, weight, run, extra
 
 
+def restore_with_face_model(ctx: TaskContext, model: LoadedModel, color: np.ndarray,
+                            faces: list[Any]) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Each face (with landmarks) aligned onto the 512 px template, restored by the face model, pasted back into
+    a copy of `color`; returns it, the blend weight (H x W, the largest over the faces) and the last run's info."""
+    from ..ops.facealign import align_face, align_matrix, paste_face
+
+    out, weight, run = color, np.zeros(color.shape[:2], np.float32), None
+    for i, face in enumerate(faces):
+        ctx.check_cancel()
+        ctx.progress(0.1 + 0.85 * i / len(faces), f"restoring face {i + 1}/{len(faces)}")
+        matrix = align_matrix(face.landmarks, FACE_SIZE)
+        crop = align_face(color, matrix, FACE_SIZE)
+        devices = [model.device] if model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(SEED)
+            restored, run = ctx.engine.run(model, crop, tile=FACE_SIZE)
+        out, w = paste_face(out, restored, matrix)
+        np.maximum(weight, w, out=weight)
+    return out, weight, run
+
+
+def installed_face_model() -> ModelSpec | None:
+    """The first (by name) face model in the user's model folder (`retouch models add` records FaceSR models as
+    task face), for `model auto`; None when there is none."""
+    from ..engine.registry import list_models
+
+    found = sorted((s for s in list_models() if s.task == "face"), key=lambda s: s.name)
+    return found[0] if found else None
+
+
 def face_info(face: Any) -> dict[str, Any]:
     """What `--json` reports of a face: its box, score and landmarks (image pixels)."""
     marks = None if face.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in face.landmarks]
     return dict(face.to_wire(), landmarks=marks)
 
 
-__all__ = ["Face", "face_info"]
+__all__ = ["Face", "face_info", "installed_face_model", "restore_with_face_model"]
