@@ -119,6 +119,43 @@ def _ring(rng: np.random.Generator, h: int, w: int, scale: float) -> tuple[np.nd
     return cover.astype(np.float32) * rng.uniform(0.4, 0.8), np.clip(colour, 0, 1)
 
 
+def natural_strokes(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The photo with thin structures that belong to the scene drawn in: tufts of grass stalks, twigs, sunlit plant
+    hairs. Each tuft is 8-50 short, roughly parallel, slightly curved strokes in the scene's own colour there, made
+    brighter (sunlit) or darker (in shade), fading along their length and as soft as a photo's detail. Drawn
+    before `damage`, they are part of the undamaged photo: the detector learns that a thin line is damage only when
+    it lies on the scene (white or black, long, alone), not when it is of it."""
+    h, w = photo.shape[:2]
+    out = photo.astype(np.float32).copy()
+    scale = rng.uniform(0.6, 1.6)
+    for _ in range(int(rng.integers(1, 4))):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        spread = rng.uniform(0.1, 0.5) * max(h, w)
+        upright = rng.random() < 0.7
+        heading = (-math.pi / 2 + rng.normal(0, 0.25)) if upright else rng.uniform(0, math.pi)
+        sunlit = rng.random() < 0.65
+        for _ in range(int(rng.integers(8, 51))):
+            start = np.array([cx + rng.normal(0, spread / 2), cy + rng.normal(0, spread / 2)])
+            x, y = int(np.clip(start[0], 0, w - 1)), int(np.clip(start[1], 0, h - 1))
+            local = out[max(0, y - 2):y + 3, max(0, x - 2):x + 3].reshape(-1, 3).mean(0)
+            factor = rng.uniform(1.25, 2.0) if sunlit else rng.uniform(0.25, 0.7)
+            colour = np.clip(local * factor + (rng.uniform(0.05, 0.2) if sunlit else 0.0), 0, 1)
+            if np.ptp(colour) < 0.08 and not 0.15 < colour.mean() < 0.8:
+                continue  # near-white or near-black and colourless: what a scratch or a hair looks like
+            curve = _curve(rng, start, heading + rng.normal(0, 0.2), rng.uniform(6, 45) * scale,
+                           rng.uniform(0.01, 0.08), n=8)
+            width = 1 if rng.random() < 0.7 else 2
+            cover = np.zeros((h, w), np.float32)
+            opacity = rng.uniform(0.5, 1.0)
+            for i in range(len(curve) - 1):  # fading toward the tip, as a stalk thins and turns from the light
+                seg = _layer((h, w))
+                cv2.polylines(seg, [_pts(curve[i : i + 2])], False, 255, width, cv2.LINE_AA, SUB)
+                cover = np.maximum(cover, seg.astype(np.float32) / 255 * opacity * (1 - 0.6 * i / len(curve)))
+            cover = cv2.GaussianBlur(cover, (0, 0), rng.uniform(0.3, 0.7))[..., None]
+            out = out * (1 - cover) + colour.astype(np.float32) * cover
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
 def age(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """What is the photo, not damage: grayscale (40 %) or sepia (15 %), softness (30 %), film grain (50 %)."""
     base = clean.astype(np.float32)

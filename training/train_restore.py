@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from damage import damage
+from damage import damage, natural_strokes
 from loop import add_common_args, export_weights, train
 from photos import DEFAULT_ROOT, ensure_photos, skimage_paths, train_paths
 from retouch.ops.inpaint import telea
@@ -59,10 +59,12 @@ def fill_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_batch(pools, net: str, size: int, batch: int, rng: random.Random, nrng: np.random.Generator,
-               texture_share: float) -> tuple[torch.Tensor, torch.Tensor]:
+               texture_share: float, decoy_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     clean = sample_crops(pools, batch, size, rng, texture_share).permute(0, 2, 3, 1).numpy()
     inputs, targets = [], []
     for img in clean:
+        if decoy_share and nrng.random() < decoy_share:  # thin lines of the scene itself: not damage
+            img = natural_strokes(img, nrng)
         damaged, base, mask = damage(img, nrng, amount=nrng.uniform(0.3, 1.6))
         if net == "detect":
             extra, target = np.zeros((size, size, 1), np.float32), mask[..., None].astype(np.float32)
@@ -105,6 +107,10 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default training/runs/NET)")
     parser.add_argument("--texture-share", type=float, default=0.3)
+    parser.add_argument("--decoy-share", type=float, default=0.0,
+                        help="detect: share of crops given grass-like strokes of their own (damage.natural_strokes)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from these weights (a .safetensors of this net), for a fine-tune")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -117,7 +123,12 @@ def main() -> None:
     pools = tuple(load_pool(paths, factors=factors)
                   for paths, factors in ((photos, (2, 3)), (photos, (1,)), (skimage_paths(), (1,))))
     device = torch.device(args.device)
-    model = build(args.net, channels, args.depth).to(device).to(memory_format=torch.channels_last)
+    model = build(args.net, channels, args.depth)
+    if args.init is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()})
+    model = model.to(device).to(memory_format=torch.channels_last)
 
     def on_resume(step: int) -> None:
         rng.seed(args.seed + step)
@@ -128,10 +139,12 @@ def main() -> None:
             "architecture": "drunet", "task": "restore", "net": args.net, "steps": str(step),
             "minutes": f"{elapsed / 60:.1f}", "channels": ",".join(map(str, channels)), "depth": str(args.depth),
             "batch": str(args.batch), "size": str(args.size), "bf16": str(use_bf16), "device": device.type,
-            "lr": str(args.lr), "texture_share": str(args.texture_share)})
+            "lr": str(args.lr), "texture_share": str(args.texture_share), "decoy_share": str(args.decoy_share),
+            "init": args.init.name if args.init else ""})
 
     step, elapsed, use_bf16 = train(
-        model, lambda: make_batch(pools, args.net, args.size, args.batch, rng, nrng, args.texture_share),
+        model, lambda: make_batch(pools, args.net, args.size, args.batch, rng, nrng, args.texture_share,
+                                  args.decoy_share),
         lr=args.lr, minutes=args.minutes, run_dir=run_dir, device=device, warmup=200, on_resume=on_resume,
         on_checkpoint=export, loss_fn=detect_loss if args.net == "detect" else inpaint_loss)
     export(step, elapsed, use_bf16)

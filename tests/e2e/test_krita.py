@@ -298,3 +298,29 @@ def test_review_layer_is_hidden_in_one_group_with_the_result(chroot, workdir: Pa
     want = editor.crop_rows(expected.review, spec.width, 1, inner)
     got = np.frombuffer((out / rep["review_pixels"]).read_bytes(), np.uint8).reshape(-1, 4)
     assert got[:, 3].tobytes() == want and (got[:, 2] == 255).all()
+
+
+def test_face_task_on_a_portrait(chroot, workdir: Path, pykrita: Path, e2e_daemon: Path) -> None:
+    """The face task from Krita on scikit-image's astronaut: a new layer above the source holding exactly the
+    daemon's result for what the plugin sent (the face restored, the rest as it was), the source unchanged."""
+    import skimage.data
+    from PIL import Image
+
+    side = 256
+    rgb = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((side, side), Image.Resampling.LANCZOS))
+    bgra = np.concatenate([rgb[:, :, ::-1], np.full((side, side, 1), 255, np.uint8)], axis=2)
+    case = {"name": "face", "depth": "U8", "task": "face", "width": side, "height": side, "params": {},
+            "pixels": np.ascontiguousarray(bgra).tobytes()}
+    out, _ = kritarunner(chroot, workdir, pykrita, [case], e2e_daemon, "face")
+    rep = report(out, "face")
+    assert "error" not in rep, rep["error"]
+    assert rep["source_unchanged"] and rep["layer"]["name"].startswith("Retouch face")
+    before = rep["layers_before"]
+    above = before.index("Source") + 1
+    assert rep["layers_after"] == [*before[:above], rep["layer"]["name"], *before[above:]]
+    sent = (out / rep["request_pixels"]).read_bytes()
+    assert sent == bgra.tobytes()
+    client = Client(autostart=False, timeout=120, path=e2e_daemon / "daemon.json")
+    expected = client.enhance("face", sent, ImageSpec.from_header(rep["spec"]), params={})
+    assert (out / rep["layer_pixels"]).read_bytes() == expected.pixels
+    assert expected.pixels != sent and len(expected.info["faces"]) == 1  # her face, restored
