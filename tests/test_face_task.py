@@ -186,6 +186,36 @@ def test_cli_face_reports_faces_and_notes(client: Client, tmp_path: Path) -> Non
     assert proc.returncode == 0 and "note: no face found" in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_a_gfpgan_file_runs_in_its_own_range_and_layout(tmp_path: Path) -> None:
+    """GFPGAN as spandrel loads it (the published architecture at its one size, random weights, 340 MB): it takes
+    [-1, 1] and a plain memory layout (its code `.view`s feature maps), and its decoder draws noise, seeded here.
+    In-process: the same pipeline the daemon runs, without a second copy of the model in a daemon."""
+    from retouch.engine import Engine
+    from retouch.engine.loader import load_model
+    from retouch.pipeline import run_pipeline
+    from retouch.pixels import WorkImage
+    from retouch.tasks import TaskContext, get_task
+    from safetensors.torch import save_file
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    torch.manual_seed(0)
+    path = tmp_path / "gfpgan-random.safetensors"
+    save_file({k: v.contiguous() for k, v in GFPGAN().state_dict().items()}, str(path))
+    model = load_model(path, torch.device("cpu"), "bf16")
+    assert model.purpose == "FaceSR" and model.signed and not model.channels_last
+    ctx = TaskContext(Engine(device="cpu", precision="bf16"), lambda fraction, stage: None, lambda: None,
+                      model=str(path))
+    task = get_task("face")
+    src = to_float(astronaut()[::2, ::2].copy())
+    first = run_pipeline(task, ctx, WorkImage(src, None, False), None, task.parse_params({"review": True}))
+    again = run_pipeline(task, ctx, WorkImage(src, None, False), None, task.parse_params({}))
+    assert np.array_equal(first.image.color, again.image.color)  # seeded noise: the same face twice
+    touched = first.review > 0
+    assert touched.any() and np.array_equal(first.image.color[~touched], src[~touched])
+    assert np.abs(first.image.color[touched] - src[touched]).mean() > 0.01
+    assert first.info["flags"][0]["label"] == "face restored by gfpgan-random"
+
+
 # ---------------------------------------------------------------- alignment
 
 

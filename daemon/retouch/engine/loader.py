@@ -21,6 +21,8 @@ ONNX_SUFFIXES = (".onnx",)
 MODEL_SUFFIXES = TORCH_SUFFIXES + ONNX_SUFFIXES
 # face models whose spandrel call takes and returns [-1, 1] (RestoreFormer's call converts by itself)
 SIGNED_ARCHITECTURES = ("GFPGAN", "CodeFormer")
+# models whose code `.view`s feature maps: they need the standard (contiguous) layout, not channels-last
+PLAIN_LAYOUT_ARCHITECTURES = ("GFPGAN", "CodeFormer")
 
 
 @dataclass
@@ -37,6 +39,7 @@ class LoadedModel:
     size_multiple: int = 1
     condition: str | None = None  # what its one extra input channel carries; None: a plain image model
     signed: bool = False  # takes and gives values in [-1, 1] (spandrel passes GFPGAN's and CodeFormer's range on)
+    channels_last: bool = True  # feeds tensors in channels-last order (False: models that cannot take it)
     _descriptor: object = field(default=None, repr=False)
     _session: object = field(default=None, repr=False)
     _onnx_input: str = ""
@@ -80,10 +83,12 @@ class LoadedModel:
                 y = self._run_masked(x, plane)
             elif self.conditioned and (condition is not None or plane is not None):
                 y = self._run_conditioned(x, plane if plane is not None else condition)
-            elif self.signed:
-                y = (self._descriptor(x.mul(2).sub(1).contiguous(memory_format=torch.channels_last)) + 1) / 2  # type: ignore[operator]
             else:
-                y = self._descriptor(x.contiguous(memory_format=torch.channels_last))  # type: ignore[operator]
+                layout = torch.channels_last if self.channels_last else torch.contiguous_format
+                if self.signed:  # [-1, 1] in and out
+                    y = self._descriptor(x.mul(2).sub(1).contiguous(memory_format=layout)).add(1).div(2)  # type: ignore[operator]
+                else:
+                    y = self._descriptor(x.contiguous(memory_format=layout))  # type: ignore[operator]
         return y[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
     def _run_conditioned(self, x: torch.Tensor, condition: float | torch.Tensor | None) -> torch.Tensor:
@@ -155,6 +160,14 @@ def read_descriptor(path: Path) -> object:
     return loader.load_from_state_dict(state)
 
 
+def _channels_last(model: torch.nn.Module) -> None:
+    """Every 2-D convolution's weights in channels-last order (what oneDNN and cuDNN run fastest). Module by module:
+    `model.to(memory_format=...)` fails on models that also hold 5-D weights (GFPGAN's modulated convolutions)."""
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.to(memory_format=torch.channels_last)
+
+
 def _load_torch(path: Path, device: torch.device, precision: str, condition: str | None) -> LoadedModel:
     import spandrel
 
@@ -171,8 +184,9 @@ def _load_torch(path: Path, device: torch.device, precision: str, condition: str
     dtype = pick_dtype(device, precision, desc.supports_half and reduced, desc.supports_bfloat16 and reduced)
     desc.to(device).eval()
     desc.to(dtype)
-    if device.type == "cpu" or dtype != torch.float32:
-        desc.model.to(memory_format=torch.channels_last)
+    channels_last = desc.architecture.id not in PLAIN_LAYOUT_ARCHITECTURES
+    if channels_last and (device.type == "cpu" or dtype != torch.float32):
+        _channels_last(desc.model)
     in_ch, out_ch = int(desc.input_channels), int(desc.output_channels)
     purpose = str(desc.purpose)
     if desc.architecture.id == "DRUNet":
@@ -194,6 +208,7 @@ def _load_torch(path: Path, device: torch.device, precision: str, condition: str
         size_multiple=int(desc.size_requirements.multiple_of),
         condition=condition,
         signed=desc.architecture.id in SIGNED_ARCHITECTURES,
+        channels_last=channels_last,
         _descriptor=desc,
     )
 
