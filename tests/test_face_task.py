@@ -159,6 +159,8 @@ def test_model_auto_sends_faces_to_the_installed_face_model(client: Client, face
     assert result.info["routing"][0] == {"region": "image", "model": "retouch-upscale-x2"}
     (flag,) = [f for f in result.info["flags"] if f["kind"] == "face"]
     assert flag["label"] == "face: tiny-restoreformer, strength 0.5"
+    _, own = run(Client(autostart=False, timeout=60), "face", src, model="auto")
+    assert own.info["model"] == "tiny-restoreformer" and own.info["routing"][0]["model"] == "tiny-restoreformer"
     (plain_face,) = [r for r in plain_result.info["routing"] if r["region"] == "face"]
     assert plain_face["model"] == "retouch-upscale-x2"  # no face model installed there: the task's own
     x0, y0, x1, y1 = face["box"]

@@ -41,7 +41,7 @@ def run_pipeline(task: Task, ctx: TaskContext, image: WorkImage, mask: np.ndarra
                  params: dict[str, Any]) -> TaskResult:
     auto = ctx.model == AUTO_MODEL
     if auto:  # routed by content: the task's own model, text kept safe, faces given the lighter touch
-        ctx = replace(ctx, model=None)
+        ctx = replace(ctx, model=task.auto_model())
         if any(p.name == "protect_text" for p in task.params):
             params = dict(params, protect_text=True)
     task.validate(ctx, params)

@@ -108,6 +108,10 @@ class Task:
     def output_scale(self, params: dict[str, Any]) -> int:
         return 1
 
+    def auto_model(self) -> str | None:
+        """The model `model auto` picks for this task's own work (None: its default)."""
+        return None
+
     @property
     def all_params(self) -> tuple[Param, ...]:
         common = tuple(replace(p, default=self.defaults[p.name]) if p.name in self.defaults else p

@@ -47,6 +47,11 @@ class Face(Task):
     def default_model(self, params: dict[str, Any]) -> str:
         return SHARPENER
 
+    def auto_model(self) -> str | None:
+        """`model auto`: the face model the user installed, if any."""
+        spec = installed_face_model()
+        return spec.name if spec else None
+
     def run(self, ctx: TaskContext, image: WorkImage, mask: np.ndarray | None, params: dict[str, Any]) -> TaskResult:
         from ..ops.faces import detect_faces, faces_within
 
