@@ -133,6 +133,10 @@ def test_a_spandrel_face_model_is_aligned_run_and_pasted_back(client: Client, fa
     assert x0 - 60 <= xs.min() and xs.max() <= x1 + 60 and y0 - 60 <= ys.min() and ys.max() <= y1 + 60
     again, _ = run(client, "face", src, model=str(face_model))
     assert np.array_equal(again, out)  # seeded: a rerun gives the same face
+    gray = np.repeat(cv2.cvtColor(src, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
+    gray_out, _ = run(client, "face", gray, model=str(face_model))
+    assert not np.array_equal(gray_out, gray)
+    assert np.ptp(gray_out.astype(int), axis=2).max() <= 1  # a black-and-white photo's face stays gray
 
 
 @pytest.fixture(scope="module")

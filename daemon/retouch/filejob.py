@@ -75,7 +75,8 @@ def enhance_file(src: Path, dst: Path, task: str, run: Runner) -> dict[str, Any]
     out_spec, out_frame, info = run(np.ascontiguousarray(arr).tobytes(), spec)
     out = frame_to_array(out_spec, out_frame)
     out = out.astype(NUMPY_DTYPES[out_spec.dtype].newbyteorder("="), copy=False)
-    coloured = task == "colorize"  # a gray photo comes back in colour: RGB(A) out, and a gray profile cannot tag it
+    # a task that adds colour (colorize says so) turns a gray photo into RGB(A), which a gray profile cannot tag
+    coloured = bool(info.get("adds_colour"))
     icc = None if coloured and (fold or spec.order == "GRAY") else img.icc_profile
     write_image(dst, from_wire(out, fold and not coloured), icc)
     return {

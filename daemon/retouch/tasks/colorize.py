@@ -54,5 +54,5 @@ class Colorize(Task):
         ctx.progress(1.0, "done")
         chroma = float(np.hypot(*rgb_to_lab(rgb)[..., 1:].transpose(2, 0, 1)).mean())  # as delivered (fitted)
         info = dict(run_info(spec, run), vividness=vividness, mean_chroma=round(chroma, 2),
-                    colourfulness=round(colourfulness(rgb), 2))
+                    colourfulness=round(colourfulness(rgb), 2), adds_colour=True)
         return TaskResult(WorkImage(rgb, image.alpha, gray=False), info)

@@ -34,6 +34,8 @@ SHARPENER = "retouch-sharpen"
 CONTEXT = 0.5  # of the face box's larger side: context read around each face by a restoration model
 FACE_SIZE = 512  # side of the aligned crop a face model works on
 SEED = 0  # GFPGAN's decoder draws noise: seeded, so a rerun gives the same faces
+NEUTRAL = 1.5 / 255  # channels this close everywhere: the photo is black and white
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601, as a gray photo's channels were made
 
 
 class Face(Task):
@@ -120,6 +122,7 @@ def restore_with_face_model(ctx: TaskContext, model: LoadedModel, color: np.ndar
     from ..ops.facealign import align_face, align_matrix, paste_face
 
     out, weight, run = color, np.zeros(color.shape[:2], np.float32), None
+    gray = bool(np.ptp(color, axis=2).max() < NEUTRAL)  # a black-and-white photo: its faces stay gray
     for i, face in enumerate(faces):
         ctx.check_cancel()
         ctx.progress(0.1 + 0.85 * i / len(faces), f"restoring face {i + 1}/{len(faces)}")
@@ -129,6 +132,8 @@ def restore_with_face_model(ctx: TaskContext, model: LoadedModel, color: np.ndar
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(SEED)
             restored, run = ctx.engine.run(model, crop, tile=FACE_SIZE)
+        if gray:  # face models paint skin tones even on gray faces: keep the photo's own (lack of) colour
+            restored = np.repeat(restored @ LUMA[:, None], 3, axis=2).astype(np.float32)
         out, w = paste_face(out, restored, matrix)
         np.maximum(weight, w, out=weight)
     return out, weight, run
