@@ -32,7 +32,7 @@ from .base import REVIEW, Param, Task, TaskContext, TaskResult, load_for, run_in
 
 DETECTOR = "retouch-damage"
 INPAINTER = "retouch-inpaint"
-CUT = 0.7  # the damage map's threshold at sensitivity 0.5: the best pooled IoU on validation crops of the training
+CUT = 0.6  # the damage map's threshold at sensitivity 0.5: the best pooled IoU on validation crops of the training
 # photos (training/calibrate_damage.py); each 0.1 of sensitivity above 0.5 lowers it by 0.1
 THRESHOLDS = (0.02, 0.98)  # the cut stays inside these, whatever the sensitivity
 
