@@ -1,8 +1,8 @@
 """Pick the damage detector's threshold (what `--sensitivity 0.5` means) on a validation set of the *training*
 photos, never the held-out ones: crops damaged by `damage.py` with a seed training never draws, the detector run
 through the engine as the task runs it, pooled IoU against the true mask for each threshold. Beside it, the share
-of pixels flagged on the same crops undamaged but given grass-like strokes of their own (`natural_strokes`): what
-the detector takes for damage in thin lines that belong to the scene.
+of pixels flagged on the same crops undamaged, as they are and given grass-like strokes of their own
+(`natural_strokes`): what the detector takes for damage in a clean photo and in thin lines that belong to the scene.
 
     python training/calibrate_damage.py [--weights PATH] [--crops 48]
 """
@@ -49,14 +49,16 @@ def main() -> None:
     # the same crops undamaged, with grass-like strokes of their own (damage.natural_strokes): all flags are false
     nrng = np.random.default_rng(SEED + 1)
     decoy_maps = [engine.run(model, natural_strokes(c, nrng))[0][:, :, 0] for c in crops]
+    clean_maps = [engine.run(model, c)[0][:, :, 0] for c in crops]
     print(f"{len(cases)} validation crops of the training photos, {engine.device_name}, {model.dtype}")
     for cut in THRESHOLDS:
         found = [m > cut for m in maps]
         inter = sum(int((f & t).sum()) for f, (_, _, t) in zip(found, cases, strict=True))
         union = sum(int((f | t).sum()) for f, (_, _, t) in zip(found, cases, strict=True))
         false = float(np.mean([(m > cut).mean() for m in decoy_maps]))
-        print(f"  threshold {cut:.2f}: pooled IoU {inter / max(union, 1):.3f}, undamaged crops with grass-like "
-              f"strokes: {false * 100:.2f} % of pixels flagged")
+        clean = float(np.mean([(m > cut).mean() for m in clean_maps]))
+        print(f"  threshold {cut:.2f}: pooled IoU {inter / max(union, 1):.3f}; pixels flagged on the crops "
+              f"undamaged {clean * 100:.2f} %, with grass-like strokes {false * 100:.2f} %")
 
 
 if __name__ == "__main__":
