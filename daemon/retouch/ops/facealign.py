@@ -41,20 +41,28 @@ def scale_of(matrix: np.ndarray) -> float:
     return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
+def _area_first(images: list[np.ndarray], matrix: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """When `matrix` shrinks by more than 2x: the images (all one size) area-averaged to twice the target scale,
+    and the matrix that maps those copies, so the warp only turns and fine-scales (cv2's warps have no area
+    filter, and a plain one would alias). Otherwise the images and the matrix as they are."""
+    scale = scale_of(matrix)
+    if scale >= 0.5:
+        return images, matrix
+    factor = min(1.0, 2 * scale)
+    h, w = images[0].shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    small = [cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in images]
+    sx, sy = size[0] / w, size[1] / h
+    # the copies' pixel (centres at +0.5) -> the original's: matrix * that
+    to_original = np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1]])
+    return small, matrix @ to_original
+
+
 def align_face(image: np.ndarray, matrix: np.ndarray, size: int = SIZE) -> np.ndarray:
     """The size x size crop of an H x W x C float32 image under `matrix` (image -> crop). A face larger than the
     crop is shrunk on an area-averaged copy first, so the crop does not alias; outside the image the picture is
     mirrored."""
-    scale = scale_of(matrix)
-    if scale < 0.5:  # area-average down to about the crop's scale, then the warp only rotates and fine-scales
-        factor = min(1.0, 2 * scale)
-        h, w = image.shape[:2]
-        small = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
-        sx, sy = small.shape[1] / w, small.shape[0] / h
-        # crop = M * image = M * (S^-1 * small): pixel centres at +0.5
-        to_image = np.array([[1 / sx, 0, 0.5 / sx - 0.5], [0, 1 / sy, 0.5 / sy - 0.5], [0, 0, 1]])
-        matrix = matrix @ to_image
-        image = small
+    (image,), matrix = _area_first([image], matrix)
     crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
     return np.ascontiguousarray(np.clip(crop.reshape(size, size, -1), 0.0, 1.0), np.float32)  # cubic overshoots
 
@@ -84,18 +92,7 @@ def paste_face(image: np.ndarray, face: np.ndarray, matrix: np.ndarray) -> tuple
     shifted = inverse.copy()
     shifted[:, 2] -= (x0, y0)
     region = (x1 - x0, y1 - y0)
-    # shrinking the 512 px face into a small one: INTER_AREA is not defined for warps, so the face is first
-    # area-averaged to about the target scale
-    scale = scale_of(shifted)
-    if scale < 0.5:
-        factor = min(1.0, 2 * scale)
-        side = max(1, round(size * factor))
-        face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-        mask = cv2.resize(crop_mask(size), (side, side), interpolation=cv2.INTER_AREA)
-        k = side / size
-        shifted = shifted @ np.array([[1 / k, 0, 0.5 / k - 0.5], [0, 1 / k, 0.5 / k - 0.5], [0, 0, 1]])
-    else:
-        mask = crop_mask(size)
+    (face, mask), shifted = _area_first([face, crop_mask(size)], shifted)  # a 512 px face pasted small
     back = cv2.warpAffine(face, shifted, region, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     m = cv2.warpAffine(mask, shifted, region, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     m = np.clip(m, 0.0, 1.0)
