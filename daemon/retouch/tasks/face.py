@@ -86,6 +86,7 @@ class Face(Task):
 
     def _with_restorers(self, ctx: TaskContext, spec: ModelSpec, model: LoadedModel, color: np.ndarray,
                         faces: list[Any]) -> tuple[np.ndarray, np.ndarray, Any, dict[str, Any]]:
+        from ..ops.faces import Face as Found
         from ..ops.faces import face_mask
 
         extra: dict[str, Any] = {}
@@ -108,7 +109,8 @@ class Face(Task):
             if denoiser is not None:
                 region, _ = ctx.engine.run(denoiser, region, tile=ctx.tile, condition=sigma * dspec.condition_scale)
             restored, run = ctx.engine.run(model, region, tile=ctx.tile)  # a blur-hint model runs blind
-            m = face_mask(h, w, [face])[gy0:gy1, gx0:gx1]
+            local = Found((x0 - gx0, y0 - gy0, x1 - gx0, y1 - gy0), face.score)  # the face in the region's pixels
+            m = face_mask(gy1 - gy0, gx1 - gx0, [local])
             target = out[gy0:gy1, gx0:gx1]
             out[gy0:gy1, gx0:gx1] = target + m[:, :, None] * (restored - target)
             np.maximum(weight[gy0:gy1, gx0:gx1], m, out=weight[gy0:gy1, gx0:gx1])
