@@ -115,16 +115,17 @@ def _restore_faces(ctx: TaskContext, out: np.ndarray, faces: list[Any]) -> tuple
     """`model auto`: the faces of the result restored by the face model in the user's model folder (the first by
     name), aligned and pasted back as the face task does; the result unchanged and None when there is none."""
     from .errors import BadRequest
-    from .tasks.face import installed_face_model, restore_with_face_model
+    from .tasks.base import check_restorer
+    from .tasks.face import FACE_RESTORER, installed_face_model, restore_with_face_model
 
     spec = installed_face_model()
     if spec is None:
         return out, None
     model = ctx.engine.get(spec, ctx.device)
-    if model.purpose != "FaceSR" or model.scale != 1 or model.input_channels != 3 or model.output_channels != 3:
+    if model.purpose != "FaceSR":
         raise BadRequest(f"model {spec.name} is recorded as a face model but is a {model.architecture} "
-                         f"({model.purpose}, scale {model.scale}); model auto sends faces to it: remove it or record "
-                         "it under another task")
+                         f"({model.purpose}); model auto sends faces to it: remove it or record it under another task")
+    check_restorer(spec, model, FACE_RESTORER)
     restored, _, _ = restore_with_face_model(ctx, model, out, [f for f in faces if f.landmarks is not None])
     return restored, spec.name
 

@@ -155,10 +155,11 @@ def load_for(ctx: TaskContext, name: str) -> tuple[ModelSpec, LoadedModel]:
     return spec, ctx.engine.get(spec, ctx.device)
 
 
-def check_restorer(spec: ModelSpec, model: LoadedModel) -> None:
-    """Same-size RGB models only (denoisers, deblurrers); raises BadRequest naming what the model is instead."""
+def check_restorer(spec: ModelSpec, model: LoadedModel, wanted: str = "a same-size RGB restoration model") -> None:
+    """Same-size RGB models only (denoisers, deblurrers, face restorers); raises BadRequest saying the model is not
+    `wanted` and what it is instead."""
     if model.scale != 1 or model.input_channels != 3 or model.output_channels != 3:
-        raise BadRequest(f"model {spec.name} is not a same-size RGB restoration model (scale {model.scale}, "
+        raise BadRequest(f"model {spec.name} is not {wanted} ({model.architecture}, scale {model.scale}, "
                          f"{model.input_channels} input and {model.output_channels} output channels)")
 
 

@@ -24,7 +24,6 @@ import torch
 
 from ..engine import LoadedModel
 from ..engine.registry import ModelSpec
-from ..errors import BadRequest
 from ..ops.noise import estimate_sigma
 from ..pixels import WorkImage
 from .base import REVIEW, Task, TaskContext, TaskResult, check_restorer, load_for, run_info
@@ -33,6 +32,8 @@ DENOISER = "retouch-denoise"
 SHARPENER = "retouch-sharpen"
 CONTEXT = 0.5  # of the face box's larger side: context read around each face by a restoration model
 FACE_SIZE = 512  # side of the aligned crop a face model works on
+FACE_RESTORER = "an RGB 512 px face restorer"
+RESTORER = "a same-size RGB restoration model"
 SEED = 0  # GFPGAN's decoder draws noise: seeded, so a rerun gives the same faces
 NEUTRAL = 1.5 / 255  # channels this close everywhere: the photo is black and white
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601, as a gray photo's channels were made
@@ -59,11 +60,8 @@ class Face(Task):
 
         spec, model = load_for(ctx, SHARPENER)
         face_model = model.purpose == "FaceSR"
-        if model.scale != 1 or model.input_channels != 3 or model.output_channels != 3:
-            what = ("not an RGB 512 px face restorer" if face_model else
-                    "neither a face model (GFPGAN, RestoreFormer, CodeFormer) nor a same-size RGB restoration model")
-            raise BadRequest(f"model {spec.name} is {what} ({model.architecture}, scale {model.scale}, "
-                             f"{model.input_channels} input and {model.output_channels} output channels)")
+        check_restorer(spec, model, FACE_RESTORER if face_model else
+                       f"a face model (GFPGAN, RestoreFormer, CodeFormer) or {RESTORER}")
         ctx.progress(0.05, "finding faces")
         faces = faces_within(detect_faces(image.color), mask)
         info: dict[str, Any] = {"model": spec.name, "device": model.device_name, "dtype": model.dtype,
@@ -156,4 +154,4 @@ def face_info(face: Any) -> dict[str, Any]:
     return dict(face.to_wire(), landmarks=marks)
 
 
-__all__ = ["Face", "face_info", "installed_face_model", "restore_with_face_model"]
+__all__ = ["FACE_RESTORER", "Face", "face_info", "installed_face_model", "restore_with_face_model"]
