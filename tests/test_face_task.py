@@ -19,7 +19,7 @@ import torch
 from daemon_process import start_daemon, stop_daemon
 from retouch.client import Client
 from retouch.ops.facealign import SIZE, TEMPLATE, align_face, align_matrix, crop_mask, paste_face, scale_of
-from test_tasks import crop_u8, expect_bad_request, one_json, retouch, run, to_float, to_u8
+from test_tasks import crop_u8, expect_bad_request, one_json, retouch, review, run, to_float, to_u8
 
 FACE_BOX = (179, 59, 269, 175)  # MTCNN's box of the astronaut's face (tests/test_faces.py checks it)
 
@@ -37,11 +37,6 @@ def degraded() -> np.ndarray:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((to_float(a) - to_float(b)) ** 2)))
-
-
-def review_of(result) -> np.ndarray:  # noqa: ANN001
-    w, h = result.spec.width, result.spec.height
-    return np.frombuffer(result.review, np.uint8).reshape(h, w)
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +71,12 @@ def test_the_face_is_restored_and_nothing_else_changes(client: Client) -> None:
     inner = np.s_[y0 + 10:y1 - 10, x0 + 10:x1 - 10]
     gain = psnr(out[inner], clean[inner]) - psnr(src[inner], clean[inner])
     assert gain >= 1.5, gain  # measured +2.3 dB
-    review = review_of(result)
+    weight = review(result)
     qw, qh = (x1 - x0) // 4, (y1 - y0) // 4
-    assert review[y0 + qh:y1 - qh, x0 + qw:x1 - qw].min() == 255  # the face's middle came from the restorer
-    untouched = review == 0
+    assert weight[y0 + qh:y1 - qh, x0 + qw:x1 - qw].min() == 255  # the face's middle came from the restorer
+    untouched = weight == 0
     assert np.array_equal(out[untouched], src[untouched])
-    assert 0.03 < (review > 0).mean() < 0.15  # the face and its feathered rim, not the picture
+    assert 0.03 < (weight > 0).mean() < 0.15  # the face and its feathered rim, not the picture
 
 
 def test_a_picture_without_faces_comes_back_unchanged(client: Client) -> None:
@@ -123,13 +118,13 @@ def test_a_spandrel_face_model_is_aligned_run_and_pasted_back(client: Client, fa
     out, result = run(client, "face", src, model=str(face_model), params={"review": True})
     assert result.info["model"] == face_model.stem and result.info["tiles"] == 1
     assert result.info["flags"][0]["label"] == f"face restored by {face_model.stem}"
-    review = review_of(result)
+    weight = review(result)
     x0, y0, x1, y1 = result.info["faces"][0]["box"]
-    assert review[(y0 + y1) // 2, (x0 + x1) // 2] == 255
-    untouched = review == 0
+    assert weight[(y0 + y1) // 2, (x0 + x1) // 2] == 255
+    untouched = weight == 0
     assert np.array_equal(out[untouched], src[untouched])
     assert not np.array_equal(out[~untouched], src[~untouched])
-    ys, xs = np.nonzero(review)  # the aligned 512 px crop maps back to about 2.5 face boxes around the face
+    ys, xs = np.nonzero(weight)  # the aligned 512 px crop maps back to about 2.5 face boxes around the face
     assert x0 - 60 <= xs.min() and xs.max() <= x1 + 60 and y0 - 60 <= ys.min() and ys.max() <= y1 + 60
     again, _ = run(client, "face", src, model=str(face_model))
     assert np.array_equal(again, out)  # seeded: a rerun gives the same face

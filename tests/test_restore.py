@@ -22,7 +22,7 @@ from retouch.engine import Engine
 from retouch.engine.registry import resolve
 from retouch.imageio import read_image, write_image
 from retouch.ops.inpaint import feather, grow, telea
-from test_tasks import crop_u8, expect_bad_request, ok, one_json, retouch, run, to_float, to_u8
+from test_tasks import crop_u8, expect_bad_request, ok, one_json, retouch, review, run, to_float, to_u8
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 from damage import damaged_set  # noqa: E402
@@ -40,11 +40,6 @@ def cases() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     x = a.astype(np.float64) / 255 if a.dtype == np.uint8 else a.astype(np.float64)
     return float(10 * np.log10(1.0 / max(np.mean((x - b) ** 2), 1e-12)))
-
-
-def review(result: Any) -> np.ndarray:
-    assert result.review is not None, "no review frame came back"
-    return np.frombuffer(result.review, np.uint8).reshape(result.spec.height, result.spec.width)
 
 
 def mask_frame(mask: np.ndarray) -> bytes:

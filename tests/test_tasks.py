@@ -67,6 +67,12 @@ def run(client: Client, task: str, arr: np.ndarray, transfer: str = "srgb", **kw
     return frame_to_array(result.spec, result.pixels), result
 
 
+def review(result: Result) -> np.ndarray:
+    """The result's review frame (8-bit, the result's size) as an H x W array; fails when none came back."""
+    assert result.review is not None, "no review frame came back"
+    return np.frombuffer(result.review, np.uint8).reshape(result.spec.height, result.spec.width)
+
+
 def max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
 
