@@ -66,11 +66,11 @@ class Face(Task):
         faces = faces_within(detect_faces(image.color), mask)
         info: dict[str, Any] = {"model": spec.name, "device": model.device_name, "dtype": model.dtype,
                                 "faces": [face_info(f) for f in faces]}
-        weight = np.zeros(image.color.shape[:2], np.float32)
         if not faces:
             ctx.progress(1.0, "no face found")
             info["note"] = "no face found: the image is unchanged"
-            return TaskResult(image, info, review=weight if params["review"] else None)
+            nothing = np.zeros(image.color.shape[:2], np.float32)
+            return TaskResult(image, info, review=nothing if params["review"] else None)
         if face_model:
             out, weight, run = restore_with_face_model(ctx, model, image.color, faces)
         else:
