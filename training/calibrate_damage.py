@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from damage import damaged_set, natural_strokes
-from photos import ensure_photos, train_paths
+from photos import PHOTO_SETS, ensure_photos, train_paths
 from retouch.engine import Engine
 from retouch.engine.registry import ModelSpec, resolve
 from train_upscaler import load_pool
@@ -30,10 +30,12 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="detector weights (default: the builtin retouch-damage)")
     parser.add_argument("--crops", type=int, default=48)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--photo-set", choices=sorted(PHOTO_SETS), default="v2",
+                        help="whose photos the validation crops come from (v1: those of the detectors before v2)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rng = random.Random(SEED)
-    pool = load_pool(train_paths(ensure_photos()), factors=(2, 3))
+    pool = load_pool(train_paths(ensure_photos(), args.photo_set), factors=(2, 3))
     crops = []
     for _ in range(args.crops):
         src = rng.choice(pool)

@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=8, help="crops of each of the three kinds")
     args = parser.parse_args()
     rng = random.Random(11)
-    paths = train_paths(ensure_photos())
+    paths = train_paths(ensure_photos(), "v1")  # the photos the shipped denoiser was trained on
     sources = [(p, 2) for p in rng.sample(paths, args.crops)] + [(p, 1) for p in rng.sample(paths, args.crops)]
     sources += [(p, 1) for p in rng.sample(skimage_paths(), min(args.crops, len(skimage_paths())))]
     crops = []

@@ -1,9 +1,18 @@
 """The photo set our builtin models are trained and measured on.
 
-Every photo comes from a Debian package (GPL-2+ wallpapers), fetched with `apt-get download` and unpacked with
-`dpkg -x`; nothing else is used for training. Plasma ships the same picture at several sizes: we take exactly one
-file per wallpaper folder. The held-out photos are never seen by a training script; our quality figures and the
-quality test crops come from them only.
+Every photo comes from a Debian package, fetched with `apt-get download` and unpacked with `dpkg -x`; nothing else
+is used for training. Plasma ships the same picture at several sizes: we take exactly one file per wallpaper folder.
+The held-out photos are never seen by a training script; our quality figures and the quality test crops come from
+them only.
+
+Two training sets (`--photo-set` of the training scripts):
+- `v1`: the 21 photos of `mate-backgrounds` and `plasma-workspace-wallpapers` (GPL-2+), behind every model trained
+  before 2026-11-27;
+- `v2` (the default): v1 and 14 photographs of `lomiri-wallpapers-16.04` / `-20.04` (Ubuntu's community wallpaper
+  contest, CC-BY-4.0, CC-BY-SA-3.0/4.0 and CC0-1.0: see the package's copyright file; the model card credits the
+  photographers). They bring what the wallpapers lack: cables against the sky, grass and dandelion seeds, brush
+  bristles, dog fur, tree bark, indoor scenes. Their rendered art (Fossa, Infinite-Sea, Painting-Colors,
+  analogpattern, umang) is left out.
 
     python training/photos.py            # downloads, unpacks, prints the split
 """
@@ -15,10 +24,11 @@ import subprocess
 from pathlib import Path
 
 DEFAULT_ROOT = Path("/var/cache/retouch-photos")
-PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
+PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04")
 
 MATE = "usr/share/backgrounds/mate"
 PLASMA = "usr/share/wallpapers"
+LOMIRI = "usr/share/backgrounds"
 
 # Real photographs (and one painting) only: rendered abstract art and logos are left out.
 TRAIN = (
@@ -44,6 +54,23 @@ TRAIN = (
     f"{PLASMA}/OneStandsOut/contents/images/2560x1600.jpg",
     f"{PLASMA}/summer_1am/contents/images/2560x1600.jpg",
 )
+LOMIRI_PHOTOS = (
+    f"{LOMIRI}/Bridge_by_Sander_Klootwijk.jpg",
+    f"{LOMIRI}/Dragonfly_by_Bolly.jpg",
+    f"{LOMIRI}/Kleiber_by_Lukas_Baubkus.jpg",
+    f"{LOMIRI}/Picture_0B_by_freespace.jpg",
+    f"{LOMIRI}/Picture_1A_by_freespace.jpg",
+    f"{LOMIRI}/Wine_by_Jakkub_Mede.jpg",
+    f"{LOMIRI}/aitzgorri_by_Aitzol_Berasategi.jpg",
+    f"{LOMIRI}/free_by_Peter_Nerlich.jpg",
+    f"{LOMIRI}/friends_by_Aitzol_Berasategi.jpg",
+    f"{LOMIRI}/greentock_by_Peter_Nerlich.jpg",
+    f"{LOMIRI}/life_by_Aitzol_Berasategi.jpg",
+    f"{LOMIRI}/picosdeeuropa_by_Aitzol_Berasategi.jpg",
+    f"{LOMIRI}/seeding_by_Clements_Engelhardt.jpg",
+    f"{LOMIRI}/sunset_by_Aitzol_Berasategi.jpg",
+)
+PHOTO_SETS = {"v1": TRAIN, "v2": TRAIN + LOMIRI_PHOTOS}
 HELD_OUT = (
     f"{MATE}/nature/Dune.jpg",
     f"{MATE}/nature/LadyBird.jpg",
@@ -54,7 +81,8 @@ HELD_OUT = (
 
 def ensure_photos(root: Path = DEFAULT_ROOT) -> Path:
     """Download and unpack the Debian packages into `root` unless they are there already."""
-    if all((root / rel).exists() for rel in TRAIN + HELD_OUT):
+    wanted = PHOTO_SETS["v2"] + HELD_OUT
+    if all((root / rel).exists() for rel in wanted):
         return root
     root.mkdir(parents=True, exist_ok=True)
     debs = root / "debs"
@@ -62,14 +90,22 @@ def ensure_photos(root: Path = DEFAULT_ROOT) -> Path:
     subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, check=True)
     for deb in sorted(debs.glob("*.deb")):
         subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-    missing = [rel for rel in TRAIN + HELD_OUT if not (root / rel).exists()]
+    missing = [rel for rel in wanted if not (root / rel).exists()]
     if missing:
         raise FileNotFoundError(f"photos missing after unpacking: {missing}")
     return root
 
 
-def train_paths(root: Path = DEFAULT_ROOT) -> list[Path]:
-    return [root / rel for rel in TRAIN]
+def train_paths(root: Path = DEFAULT_ROOT, photo_set: str = "v2") -> list[Path]:
+    if photo_set not in PHOTO_SETS:
+        raise ValueError(f"unknown photo set {photo_set!r}: one of {', '.join(PHOTO_SETS)}")
+    return [root / rel for rel in PHOTO_SETS[photo_set]]
+
+
+def add_photo_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--photos", type=Path, default=DEFAULT_ROOT, help="where the photo packages are unpacked")
+    parser.add_argument("--photo-set", choices=sorted(PHOTO_SETS), default="v2",
+                        help="training photos: v1 = the 21 GPL-2+ wallpapers, v2 = v1 + 14 Lomiri photographs")
 
 
 # scikit-image's bundled photographs and textures (several grayscale): texture the wallpapers lack. Used by the
@@ -96,7 +132,8 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     args = parser.parse_args()
     root = ensure_photos(args.root)
-    print(f"{len(TRAIN)} training photos, {len(HELD_OUT)} held out, under {root}")
+    sets = ", ".join(f"{name}: {len(paths)}" for name, paths in PHOTO_SETS.items())
+    print(f"training photos ({sets}), {len(HELD_OUT)} held out, under {root}")
 
 
 if __name__ == "__main__":

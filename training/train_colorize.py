@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from loop import add_common_args, export_weights, train
-from photos import DEFAULT_ROOT, ensure_photos, skimage_paths, train_paths
+from photos import add_photo_args, ensure_photos, skimage_paths, train_paths
 from retouch.tasks.colorize import TYPICAL_CHROMA
 from spandrel.architectures.DRUNet import DRUNet
 from train_restorer import sample_crops
@@ -71,20 +71,27 @@ def main() -> None:
     add_common_args(parser, minutes=45.0, batch=16, lr=5e-4)
     parser.add_argument("--channels", type=lambda v: [int(c) for c in v.split(",")], default=[32, 64, 128, 256])
     parser.add_argument("--depth", type=int, default=2, help="residual blocks per level (spandrel needs 2 or more)")
-    parser.add_argument("--photos", type=Path, default=DEFAULT_ROOT)
+    add_photo_args(parser)
     parser.add_argument("--run-dir", type=Path, default=Path(__file__).parent / "runs" / "colorize")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from these weights (a .safetensors of this net), for a fine-tune")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
-    photos = train_paths(ensure_photos(args.photos))
+    photos = train_paths(ensure_photos(args.photos), args.photo_set)
     colour = [p for p in skimage_paths() if p.name in COLOUR_SKIMAGE]
     pools = tuple(load_pool(paths, factors=factors)
                   for paths, factors in ((photos, (4, 6, 8)), (photos, (3,)), (colour, (1,))))
     device = torch.device(args.device)
     model = DRUNet(in_nc=4, out_nc=3, nc=args.channels, nb=args.depth, act_mode="R", downsample_mode="strideconv",
-                   upsample_mode="convtranspose").to(device).to(memory_format=torch.channels_last)
+                   upsample_mode="convtranspose")
+    if args.init is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()})
+    model = model.to(device).to(memory_format=torch.channels_last)
 
     def on_resume(step: int) -> None:
         rng.seed(args.seed + step)
@@ -94,7 +101,8 @@ def main() -> None:
             "architecture": "drunet", "task": "colorize", "steps": str(step), "minutes": f"{elapsed / 60:.1f}",
             "channels": ",".join(map(str, args.channels)), "depth": str(args.depth), "batch": str(args.batch),
             "size": str(args.size), "bf16": str(use_bf16), "device": device.type, "lr": str(args.lr),
-            "condition": f"target mean CIELAB chroma / 100 (typical {TYPICAL_CHROMA})"})
+            "condition": f"target mean CIELAB chroma / 100 (typical {TYPICAL_CHROMA})",
+            "photo_set": args.photo_set, "init": args.init.name if args.init else ""})
 
     step, elapsed, use_bf16 = train(
         model, lambda: make_batch(pools, args.size, args.batch, rng), lr=args.lr, minutes=args.minutes,

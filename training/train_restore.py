@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from damage import damage, natural_strokes
 from loop import add_common_args, export_weights, train
-from photos import DEFAULT_ROOT, ensure_photos, skimage_paths, train_paths
+from photos import add_photo_args, ensure_photos, skimage_paths, train_paths
 from retouch.ops.inpaint import telea
 from spandrel.architectures.DRUNet import DRUNet
 from train_restorer import sample_crops
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--channels", type=lambda v: [int(c) for c in v.split(",")], default=None,
                         help="the four levels' channels (default: detect 16,32,64,128; inpaint 24,48,96,192)")
     parser.add_argument("--depth", type=int, default=2, help="residual blocks per level (spandrel needs 2 or more)")
-    parser.add_argument("--photos", type=Path, default=DEFAULT_ROOT)
+    add_photo_args(parser)
     parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default training/runs/NET)")
     parser.add_argument("--texture-share", type=float, default=0.3)
     parser.add_argument("--decoy-share", type=float, default=0.0,
@@ -119,7 +119,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     run_dir = args.run_dir or Path(__file__).parent / "runs" / args.net
     channels = args.channels or ([16, 32, 64, 128] if args.net == "detect" else [24, 48, 96, 192])
-    photos = train_paths(ensure_photos(args.photos))
+    photos = train_paths(ensure_photos(args.photos), args.photo_set)
     pools = tuple(load_pool(paths, factors=factors)
                   for paths, factors in ((photos, (2, 3)), (photos, (1,)), (skimage_paths(), (1,))))
     device = torch.device(args.device)
@@ -140,7 +140,7 @@ def main() -> None:
             "minutes": f"{elapsed / 60:.1f}", "channels": ",".join(map(str, channels)), "depth": str(args.depth),
             "batch": str(args.batch), "size": str(args.size), "bf16": str(use_bf16), "device": device.type,
             "lr": str(args.lr), "texture_share": str(args.texture_share), "decoy_share": str(args.decoy_share),
-            "init": args.init.name if args.init else ""})
+            "init": args.init.name if args.init else "", "photo_set": args.photo_set})
 
     step, elapsed, use_bf16 = train(
         model, lambda: make_batch(pools, args.net, args.size, args.batch, rng, nrng, args.texture_share,

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from degradations import BLUR_HINTS, KernelBank, random_blur, random_noise
 from loop import train
-from photos import DEFAULT_ROOT, ensure_photos, skimage_paths, train_paths
+from photos import add_photo_args, ensure_photos, skimage_paths, train_paths
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.DRUNet import DRUNet
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--photos", type=Path, default=DEFAULT_ROOT)
+    add_photo_args(parser)
     parser.add_argument("--skimage-dir", type=Path, help="a copy of scikit-image's images (default: its package)")
     parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default training/runs/TASK)")
     parser.add_argument("--out", type=Path, required=True, help="final weights (.safetensors, stored as fp16)")
@@ -147,7 +147,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     run_dir = args.run_dir or Path(__file__).parent / "runs" / args.task
 
-    photos = train_paths(ensure_photos(args.photos))
+    photos = train_paths(ensure_photos(args.photos), args.photo_set)
     device = torch.device(args.device)
     pools = tuple([t.to(device) for t in load_pool(paths, factors=factors)]
                   for paths, factors in ((photos, (2, 3)), (photos, (1,)), (skimage_paths(args.skimage_dir), (1,))))
@@ -180,7 +180,7 @@ def main() -> None:
         meta = {"architecture": args.arch, "task": args.task, "steps": str(step), "minutes": f"{elapsed / 60:.1f}",
                 "width": str(args.width), "depth": str(args.depth), "batch": str(args.batch), "size": str(args.size),
                 "bf16": str(use_bf16), "device": device.type, "condition": condition,
-                "texture_share": str(args.texture_share), "lr": str(args.lr),
+                "texture_share": str(args.texture_share), "lr": str(args.lr), "photo_set": args.photo_set,
                 "motion_share": str(args.motion_share) if args.task == "sharpen" else "",
                 "channels": ",".join(map(str, channels)) if args.arch == "drunet" else ""}
         tmp = args.out.with_suffix(".tmp")

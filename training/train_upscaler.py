@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from loop import train
-from photos import DEFAULT_ROOT, ensure_photos, train_paths
+from photos import add_photo_args, ensure_photos, train_paths
 from PIL import Image
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--photos", type=Path, default=DEFAULT_ROOT)
+    add_photo_args(parser)
     parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default training/runs/xN)")
     parser.add_argument("--out", type=Path, required=True, help="final weights (.safetensors)")
     parser.add_argument("--seed", type=int, default=0)
@@ -122,7 +122,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     run_dir = args.run_dir or Path(__file__).parent / "runs" / f"x{args.scale}"
 
-    pool = load_pool(train_paths(ensure_photos(args.photos)))
+    pool = load_pool(train_paths(ensure_photos(args.photos), args.photo_set))
     device = torch.device(args.device)
     model = Compact(num_in_ch=3, num_out_ch=3, num_feat=args.num_feat, num_conv=args.num_conv, upscale=args.scale)
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -133,7 +133,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"architecture": "Compact", "scale": str(args.scale), "steps": str(step), "minutes": f"{elapsed / 60:.1f}",
             "num_feat": str(args.num_feat), "num_conv": str(args.num_conv), "batch": str(args.batch),
-            "lr_size": str(args.lr_size), "bf16": str(use_bf16), "device": device.type}
+            "lr_size": str(args.lr_size), "bf16": str(use_bf16), "device": device.type, "photo_set": args.photo_set}
     save_file(state, str(args.out), metadata=meta)
     print(f"saved {args.out} after {step} steps, {elapsed / 60:.1f} min")
 
