@@ -25,7 +25,9 @@ Scores: recall = changed strings with at least one flag on them / changed string
 changed or ambiguous string (on an unchanged one, or on no string at all) / all flags. A flag lies on a string
 when it covers at least half of the string or the string covers at least half of it. Seconds per megapixel are of
 the result, for text_flags alone (the model's time apart), on 2 threads. Caveat: the reference and the guard share
-the recogniser; the scores measure finding the text and deciding on it, not the OCR's own accuracy.
+the recogniser, and since 2026-11-27 the guard reads each detected line by the same two crop sets (its own copy,
+`textguard.CROP_SETS`, around the ink box it estimates from the detector's box) and flags it when either set's
+readings differ; so the scores measure finding the text, placing it and deciding on it, not the OCR's accuracy.
 
     python benchmarks/textguard.py                # evaluation split (seed 2), with the chosen threshold
     python benchmarks/textguard.py --tune         # tuning split (seed 1): sweep the two thresholds
@@ -106,15 +108,8 @@ def cases(seed: int, count: int, engine: Engine, min_px: int = MIN_PX) -> Iterat
 def reference(scene: Scene, source: np.ndarray, result: np.ndarray, scale: int) -> list[list[tg.TextFlag]]:
     """Both readings of every rendered string, read on its own (known) box, by each crop set."""
     base, out = tg.to_bgr8(bicubic(source, scale)), tg.to_bgr8(result)
-    return [[tg.read_box(base, out, r.box, shifted(r.box, shifts), margins) for shifts, margins in REF_SETS]
+    return [[tg.read_box(base, out, r.box, tg.shifted(r.box, shifts), margins) for shifts, margins in REF_SETS]
             for r in scene.regions]
-
-
-def shifted(box: tg.Box, shifts: tuple[tuple[float, float], ...]) -> list[tg.Box]:
-    """Copies of the rendered string's ink box moved by `shifts` (shares of its height)."""
-    h = box[3] - box[1]
-    moves = [(round(dx * h), round(dy * h)) for dx, dy in shifts]
-    return [(box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy) for dx, dy in moves]
 
 
 def status(readings: list[tg.TextFlag]) -> str:

@@ -66,6 +66,24 @@ def test_text_that_only_got_sharper_is_not_flagged() -> None:
 
 
 @needs_ocr
+def test_a_line_whose_pixels_the_task_left_alone_is_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = degrade(sign(["AB 183 CD", "STOP 42"]), 1, 1.0)
+    result = source.copy()
+    result[:, 340:] = 0.5  # the task changed pixels beside the text only
+    engine = tg.ocr()
+    read: list[int] = []
+    recognise = engine.posteriors
+    monkeypatch.setattr(engine, "posteriors", lambda crops: read.append(len(crops)) or recognise(crops))
+    lines = tg.read_text(source, result)
+    assert len(lines) == 2 and read == []  # both lines found, neither read: they cannot read differently
+    assert all(line.before == line.after == "" for line in lines) and tg.text_flags(source, result) == []
+    result[30, 60] = 1.0 - result[30, 60]  # one pixel of the first line changed: that line, and only it, is read
+    lines = tg.read_text(source, result)
+    assert len(read) == len(tg.CROP_SETS)  # one recogniser call per crop set, for the first line only
+    assert "".join(lines[0].after.split()) == "AB183CD" and lines[1].after == ""
+
+
+@needs_ocr
 def test_same_size_task_compares_with_the_input_itself() -> None:
     source = degrade(sign(["AB 183 CD", "STOP 42"]), 1, 1.0)
     result = sign(["AB 1B3 CD", "STOP 42"])

@@ -1,17 +1,19 @@
 """The text guard: find text whose reading the enhancement changed (a blurry "8" made a sharp "B"), and keep it safe.
 
 Text lines are detected once, on the result and on the conservative image (a bicubic upscale of the input, or the
-input itself for same-size tasks), and the two sets of boxes are merged. Each box is then read (recognition only)
-in both images from the same cuts: the text's estimated tight box extended by several margins. One crop's reading
-flips with a pixel of margin on ambiguous glyphs, so each image's reading is the candidate string (any crop's greedy
-reading, from either image) with the highest CTC log-likelihood averaged over its crops. A box is flagged when the two
-readings differ (exact characters, spaces ignored: "8"/"B" and "0"/"O" are what must be caught), when at least one
-image reads its text confidently, and when the images disagree by enough evidence: how much less likely the result's
-reading is in the conservative image than its own reading, plus the converse, in nats per crop.
-`protect_text` puts the conservative pixels back in the flagged boxes, feathered.
+input itself for same-size tasks), and the two sets of boxes are merged. Each line is then read (recognition only)
+in both images from the same cuts, by two independent sets of crops around its estimated ink box: the box and four
+copies moved by a few percent of its height (left/right/up/down in one set, diagonally in the other), each extended
+by eight margins. One crop's reading flips with a pixel of margin on glyphs the OCR can hardly tell apart ("0"/"O",
+"1"/"l"), so each set's reading of an image is the candidate string (any crop's greedy reading, from either image)
+with the highest CTC log-likelihood averaged over the set's crops. A line is flagged when, by either set, the two
+images' readings differ (exact characters, spaces ignored: "8"/"B" and "0"/"O" are what must be caught) and one of
+them is read confidently: the guard leans towards flagging, since a missed change is what hurts. Each flag carries
+the evidence, how much less likely the result's reading is in the conservative image than its own reading, plus
+the converse, in nats per crop. `protect_text` puts the conservative pixels back in the flagged boxes, feathered.
 
 OCR is rapidocr (PP-OCR det/rec ONNX models bundled in its wheel, run by onnxruntime on the CPU); it is imported on
-first use and loaded once per process. Thresholds: benchmarks/textguard.py.
+first use and loaded once per process. Measured: benchmarks/textguard.py.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ import cv2
 import numpy as np
 
 MIN_SCORE = 0.5  # mean character confidence one of the two images must reach (rapidocr's own text_score)
-MIN_EVIDENCE = 2.0  # nats per crop: the disagreement between the images needed for a flag
+MIN_EVIDENCE = 0.0  # nats per crop: the disagreement between the images needed for a flag (none: any set's differing
+#                     readings flag the line)
 MIN_HEIGHT = 8  # px (result): shorter text lines are not read
 MARGINS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.38, 0.45)  # crops: the tight box extended by these shares of its height
+# the two crop sets each line is read by: (moves of the estimated ink box, in shares of its height; margins, same unit)
+CROP_SETS = ((((0, 0), (-0.08, 0), (0.08, 0), (0, -0.08), (0, 0.08)), MARGINS),
+             (((0, 0), (-0.12, -0.12), (0.12, 0.12), (0.12, -0.12), (-0.12, 0.12)),
+              (0.07, 0.12, 0.17, 0.22, 0.28, 0.34, 0.41, 0.5)))
 DETECTOR_PAD = (0.2, 0.3)  # the detector's box exceeds the ink by about this share of the ink's height (x, y)
 MERGE_IOU = 0.3  # boxes found on both images that overlap this much are one box
 DETECT_TILE = 1536  # px: detection runs at full resolution on tiles of at most this size (memory)
@@ -257,6 +264,13 @@ def tight(box: Box) -> Box:
     return x0, box[1] + dy, x1, box[3] - dy
 
 
+def shifted(box: Box, moves: tuple[tuple[float, float], ...]) -> list[Box]:
+    """Copies of `box` moved by `moves` (dx, dy in shares of its height)."""
+    h = box[3] - box[1]
+    pixels = [(round(dx * h), round(dy * h)) for dx, dy in moves]
+    return [(box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy) for dx, dy in pixels]
+
+
 def same_text(a: str, b: str) -> bool:
     return "".join(a.split()) == "".join(b.split())
 
@@ -282,13 +296,28 @@ def read_box(base: np.ndarray, out: np.ndarray, box: Box, inks: list[Box],
                     float(np.mean([p.score for p in after_side])), evidence)
 
 
+def read_line(base: np.ndarray, out: np.ndarray, box: Box) -> TextFlag:
+    """Both readings of one detected line, by each of CROP_SETS: the set's whose readings differ and one is legible
+    (the strongest evidence first), else the first set's. A line whose pixels, as far as any crop reaches, are the
+    same in both images cannot read differently: it is not read (empty readings), which makes the guard nearly free
+    where a task left the text alone (restore, faces, a selection elsewhere)."""
+    ink = tight(box)
+    reach = max(abs(v) for moves, _ in CROP_SETS for move in moves for v in move) + max(max(m) for _, m in CROP_SETS)
+    x0, y0, x1, y1 = padded(ink, int(np.ceil(reach * (ink[3] - ink[1]))) + 1, out.shape)
+    if np.array_equal(base[y0:y1, x0:x1], out[y0:y1, x0:x1]):
+        return TextFlag(box, "", "", 0.0, 0.0)
+    readings = [read_box(base, out, box, shifted(ink, moves), margins) for moves, margins in CROP_SETS]
+    differing = [r for r in readings if changed(r)]
+    return max(differing, key=lambda r: r.evidence) if differing else readings[0]
+
+
 def read_text(source: np.ndarray, result: np.ndarray) -> list[TextFlag]:
     """Every text line found, with its two readings (flagged or not); text_flags keeps the changed ones."""
     scale = result_scale(source, result)
     engine = ocr()
     base, out = to_bgr8(conservative(source, scale)), to_bgr8(result)
     boxes = merge_boxes(engine.detect(out) + engine.detect(base))
-    return [read_box(base, out, box, [tight(box)]) for box in boxes if box[3] - box[1] >= MIN_HEIGHT]
+    return [read_line(base, out, box) for box in boxes if box[3] - box[1] >= MIN_HEIGHT]
 
 
 def changed(flag: TextFlag, min_score: float = MIN_SCORE, min_evidence: float = MIN_EVIDENCE) -> bool:
