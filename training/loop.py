@@ -27,6 +27,15 @@ def add_common_args(parser: argparse.ArgumentParser, *, minutes: float, batch: i
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, required=True, help="final weights (.safetensors, stored as fp16)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from these weights (a .safetensors of this net), for a fine-tune")
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Weights of the same architecture from a .safetensors file (ours are stored as fp16) into `model`, as fp32."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
 
 
 def export_weights(model: torch.nn.Module, out: Path, meta: dict[str, str]) -> None:

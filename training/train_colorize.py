@@ -23,7 +23,7 @@ import random
 from pathlib import Path
 
 import torch
-from loop import add_common_args, export_weights, train
+from loop import add_common_args, export_weights, load_weights, train
 from photos import add_photo_args, ensure_photos, skimage_paths, train_paths
 from retouch.tasks.colorize import TYPICAL_CHROMA
 from spandrel.architectures.DRUNet import DRUNet
@@ -73,8 +73,6 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=2, help="residual blocks per level (spandrel needs 2 or more)")
     add_photo_args(parser)
     parser.add_argument("--run-dir", type=Path, default=Path(__file__).parent / "runs" / "colorize")
-    parser.add_argument("--init", type=Path, default=None,
-                        help="start from these weights (a .safetensors of this net), for a fine-tune")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -88,9 +86,7 @@ def main() -> None:
     model = DRUNet(in_nc=4, out_nc=3, nc=args.channels, nb=args.depth, act_mode="R", downsample_mode="strideconv",
                    upsample_mode="convtranspose")
     if args.init is not None:
-        from safetensors.torch import load_file
-
-        model.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()})
+        load_weights(model, args.init)
     model = model.to(device).to(memory_format=torch.channels_last)
 
     def on_resume(step: int) -> None:

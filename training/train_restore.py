@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from damage import damage, natural_strokes
-from loop import add_common_args, export_weights, train
+from loop import add_common_args, export_weights, load_weights, train
 from photos import add_photo_args, ensure_photos, skimage_paths, train_paths
 from retouch.ops.inpaint import telea
 from spandrel.architectures.DRUNet import DRUNet
@@ -109,8 +109,6 @@ def main() -> None:
     parser.add_argument("--texture-share", type=float, default=0.3)
     parser.add_argument("--decoy-share", type=float, default=0.0,
                         help="detect: share of crops given grass-like strokes of their own (damage.natural_strokes)")
-    parser.add_argument("--init", type=Path, default=None,
-                        help="start from these weights (a .safetensors of this net), for a fine-tune")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -125,9 +123,7 @@ def main() -> None:
     device = torch.device(args.device)
     model = build(args.net, channels, args.depth)
     if args.init is not None:
-        from safetensors.torch import load_file
-
-        model.load_state_dict({k: v.float() for k, v in load_file(str(args.init)).items()})
+        load_weights(model, args.init)
     model = model.to(device).to(memory_format=torch.channels_last)
 
     def on_resume(step: int) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 from degradations import BLUR_HINTS, KernelBank, random_blur, random_noise
-from loop import train
+from loop import load_weights, train
 from photos import add_photo_args, ensure_photos, skimage_paths, train_paths
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
@@ -159,9 +159,7 @@ def main() -> None:
         if args.init_from:
             init_from_upscaler(model, args.init_from)
         if args.init_weights:
-            from safetensors.torch import load_file
-
-            model.load_state_dict({k: v.float() for k, v in load_file(str(args.init_weights)).items()})
+            load_weights(model, args.init_weights)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if args.start_after:
