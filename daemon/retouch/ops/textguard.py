@@ -35,6 +35,8 @@ MARGINS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.38, 0.45)  # crops: the tight box 
 CROP_SETS = ((((0, 0), (-0.08, 0), (0.08, 0), (0, -0.08), (0, 0.08)), MARGINS),
              (((0, 0), (-0.12, -0.12), (0.12, 0.12), (0.12, -0.12), (-0.12, 0.12)),
               (0.07, 0.12, 0.17, 0.22, 0.28, 0.34, 0.41, 0.5)))
+# how far beyond the ink box any crop of CROP_SETS reaches, in shares of its height
+CROP_REACH = max(abs(v) for moves, _ in CROP_SETS for move in moves for v in move) + max(max(m) for _, m in CROP_SETS)
 DETECTOR_PAD = (0.2, 0.3)  # the detector's box exceeds the ink by about this share of the ink's height (x, y)
 MERGE_IOU = 0.3  # boxes found on both images that overlap this much are one box
 DETECT_TILE = 1536  # px: detection runs at full resolution on tiles of at most this size (memory)
@@ -302,8 +304,7 @@ def read_line(base: np.ndarray, out: np.ndarray, box: Box) -> TextFlag:
     same in both images cannot read differently: it is not read (empty readings), which makes the guard nearly free
     where a task left the text alone (restore, faces, a selection elsewhere)."""
     ink = tight(box)
-    reach = max(abs(v) for moves, _ in CROP_SETS for move in moves for v in move) + max(max(m) for _, m in CROP_SETS)
-    x0, y0, x1, y1 = padded(ink, int(np.ceil(reach * (ink[3] - ink[1]))) + 1, out.shape)
+    x0, y0, x1, y1 = padded(ink, int(np.ceil(CROP_REACH * (ink[3] - ink[1]))) + 1, out.shape)
     if np.array_equal(base[y0:y1, x0:x1], out[y0:y1, x0:x1]):
         return TextFlag(box, "", "", 0.0, 0.0)
     readings = [read_box(base, out, box, shifted(ink, moves), margins) for moves, margins in CROP_SETS]
