@@ -403,23 +403,30 @@ def bench_restore(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
             iou, precision, recall = pooled_iou(found, truth)
             print(f"  detection, retouch-damage {prec}, sensitivity {sensitivity}: IoU {iou:.3f} "
                   f"(precision {precision:.3f}, recall {recall:.3f})")
+        found = found_at[prec + " --ensemble", 0.5] = [find_damage(ctx, d, 0.5, ensemble=True)[0] for d in damaged]
+        iou, precision, recall = pooled_iou(found, truth)
+        print(f"  detection, retouch-damage {prec} --ensemble, sensitivity 0.5: IoU {iou:.3f} "
+              f"(precision {precision:.3f}, recall {recall:.3f})")
     scored = [(pooled_iou([median_residual(d, t) for d in damaged], truth), t) for t in (0.04, 0.06, 0.08, 0.12)]
     (iou, precision, recall), t = max(scored, key=lambda s: s[0][0])
     print(f"  detection, 5x5 median residual > {t} (best of 4): IoU {iou:.3f} (precision {precision:.3f}, "
           f"recall {recall:.3f})")
     table = Table("restore: the repaired photo against the undamaged one", base)
     table.add("damaged input", lambda i: damaged[i])
-    restored: dict[int, np.ndarray] = {}  # the bf16 results, kept for the per-photo lines
+    restored: dict[str, dict[int, np.ndarray]] = {"": {}, " --ensemble": {}}  # bf16 results, for the per-photo lines
 
-    def kept(fn: Callable[[int], np.ndarray]) -> Callable[[int], np.ndarray]:
+    def kept(fn: Callable[[int], np.ndarray], into: dict[int, np.ndarray]) -> Callable[[int], np.ndarray]:
         def run(i: int) -> np.ndarray:
-            restored[i] = fn(i)
-            return restored[i]
+            into[i] = fn(i)
+            return into[i]
         return run
 
     for prec, engine in engines.items():
         fn = task_fn(engine, "restore", damaged)
-        table.add(f"retouch restore {prec} (detect + retouch-inpaint)", kept(fn) if prec == "bf16" else fn)
+        table.add(f"retouch restore {prec} (detect + retouch-inpaint)", kept(fn, restored[""]) if prec == "bf16"
+                  else fn)
+    table.add("retouch restore bf16 --ensemble", kept(task_fn(engines["bf16"], "restore", damaged, ensemble=True),
+                                                      restored[" --ensemble"]))
     table.add("detect + OpenCV Telea (same detected mask)", task_fn(engines["fp32"], "restore", damaged,
                                                                    inpainter="telea"))
     # the true damage as a hand-marked mask (mask_is damage, detection off): the task grows and feathers it as usual
@@ -434,13 +441,14 @@ def bench_restore(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
     print(f"  gain over the damaged input: {ours[1] - rows['damaged input'][1]:+.2f} dB; over Telea with the same "
           f"mask: {ours[1] - tel[1]:+.2f} dB")
     per = len(cases) // len(PHOTO_NAMES)
-    found = found_at["bf16", 0.5]
-    print("  per held-out photo (bf16, defaults):")
-    for k, name in enumerate(PHOTO_NAMES):
-        part = range(k * per, (k + 1) * per)
-        iou = pooled_iou([found[i] for i in part], [truth[i] for i in part])[0]
-        gain = np.mean([psnr(restored[i], base[i]) - psnr(damaged[i], base[i]) for i in part])
-        print(f"    {name:12} detection IoU {iou:.3f}, PSNR gain {gain:+.2f} dB")
+    for option, kept_results in restored.items():
+        found = found_at["bf16" + option, 0.5]
+        print(f"  per held-out photo (bf16{option or ', defaults'}):")
+        for k, name in enumerate(PHOTO_NAMES):
+            part = range(k * per, (k + 1) * per)
+            iou = pooled_iou([found[i] for i in part], [truth[i] for i in part])[0]
+            gain = np.mean([psnr(kept_results[i], base[i]) - psnr(damaged[i], base[i]) for i in part])
+            print(f"    {name:12} detection IoU {iou:.3f}, PSNR gain {gain:+.2f} dB")
 
 
 # ---- colorize -----------------------------------------------------------------------------------------------------

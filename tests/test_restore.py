@@ -96,6 +96,22 @@ def test_detection_finds_the_damage(client: Client) -> None:
 
 
 @pytest.mark.slow
+def test_ensemble_detection_averages_eight_passes_and_finds_the_damage_as_well(client: Client) -> None:
+    counts = {False: [0, 0], True: [0, 0]}  # ensemble -> [intersection, union]
+    for damaged, _, truth in cases():
+        masks = {}
+        for ensemble in (False, True):
+            _, result = run(client, "restore", damaged, params={"grow": 0, "review": True, "ensemble": ensemble})
+            assert result.info["detector"]["ensemble"] is ensemble
+            masks[ensemble] = found = review(result) == 255
+            counts[ensemble][0] += int((found & truth).sum())
+            counts[ensemble][1] += int((found | truth).sum())
+    iou = {ensemble: inter / union for ensemble, (inter, union) in counts.items()}
+    assert iou[True] >= 0.6 and iou[True] >= iou[False] - 0.02, iou
+    assert not np.array_equal(masks[False], masks[True])  # the passes were averaged: the mask moved
+
+
+@pytest.mark.slow
 def test_repair_gains_6_db_and_beats_telea_on_the_same_mask(client: Client) -> None:
     gains, over_telea = [], []
     for damaged, base, _ in cases():

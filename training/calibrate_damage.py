@@ -10,6 +10,7 @@ of pixels flagged on the same crops undamaged, as they are and given grass-like 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from pathlib import Path
 
@@ -32,8 +33,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--photo-set", choices=sorted(PHOTO_SETS), default="v2",
                         help="whose photos the validation crops come from (v1: those of the detectors before v2)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="run the detector as the task's `ensemble` does: averaged over 8 flips and turns")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     rng = random.Random(SEED)
     pool = load_pool(train_paths(ensure_photos(), args.photo_set), factors=(2, 3))
     crops = []
@@ -47,12 +50,13 @@ def main() -> None:
         spec = ModelSpec(args.weights.stem, args.weights, False, condition=spec.condition)
     engine = Engine(device="cpu")
     model = engine.get(spec)
-    maps = [engine.run(model, damaged)[0][:, :, 0] for damaged, _, _ in cases]
+    maps = [engine.run(model, damaged, ensemble=args.ensemble)[0][:, :, 0] for damaged, _, _ in cases]
     # the same crops undamaged, with grass-like strokes of their own (damage.natural_strokes): all flags are false
     nrng = np.random.default_rng(SEED + 1)
-    decoy_maps = [engine.run(model, natural_strokes(c, nrng))[0][:, :, 0] for c in crops]
-    clean_maps = [engine.run(model, c)[0][:, :, 0] for c in crops]
-    print(f"{len(cases)} validation crops of the training photos, {engine.device_name}, {model.dtype}")
+    decoy_maps = [engine.run(model, natural_strokes(c, nrng), ensemble=args.ensemble)[0][:, :, 0] for c in crops]
+    clean_maps = [engine.run(model, c, ensemble=args.ensemble)[0][:, :, 0] for c in crops]
+    print(f"{len(cases)} validation crops of the training photos, {engine.device_name}, {model.dtype}"
+          f"{', self-ensemble' if args.ensemble else ''}")
     for cut in THRESHOLDS:
         found = [m > cut for m in maps]
         inter = sum(int((f & t).sum()) for f, (_, _, t) in zip(found, cases, strict=True))

@@ -461,7 +461,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
                    help="denoise: noise standard deviation on the 0..255 scale, or auto (default)")
     p.add_argument("--blur", choices=("auto", "defocus", "motion"), help="sharpen: the kind of blur (default auto)")
     p.add_argument("--ensemble", action="store_const", const=True,
-                   help="upscale, denoise, sharpen: average 8 flipped and turned passes (8x slower, a little cleaner)")
+                   help="upscale, denoise, sharpen, colorize: average 8 flipped and turned passes (8x slower, a "
+                        "little cleaner); restore: the damage detector's")
     p.add_argument("--no-exposure", dest="exposure", action="store_const", const=False,
                    help="tone: leave the exposure alone")
     p.add_argument("--no-white-balance", dest="white_balance", action="store_const", const=False,

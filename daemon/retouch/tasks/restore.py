@@ -50,6 +50,8 @@ class Restore(Task):
               "marching)", choices=("model", "telea")),
         Param("mask_is", "str", "area", "what a mask (the selection) means: the area to work in, or damage marked "
               "by hand (repaired as given, detection adds to it)", choices=("area", "damage")),
+        Param("ensemble", "bool", False, "find the damage by averaging 8 flipped and turned passes of the detector: "
+              "a cleaner damage mask, detection 8x slower"),
         REVIEW,
     )
     defaults = {"face_strength": 1.0}
@@ -71,7 +73,7 @@ class Restore(Task):
         inpainter = self._inpainter(ctx) if params["inpainter"] == "model" else None  # refused before any work
         found = np.zeros(image.color.shape[:2], bool)
         if params["detect"]:
-            found, info["detector"] = find_damage(ctx, image.color, params["sensitivity"])
+            found, info["detector"] = find_damage(ctx, image.color, params["sensitivity"], params["ensemble"])
             if given is not None and not by_hand:
                 found &= given
         if by_hand:
@@ -113,13 +115,15 @@ class Restore(Task):
         return filled
 
 
-def find_damage(ctx: TaskContext, color: np.ndarray, sensitivity: float) -> tuple[np.ndarray, dict[str, Any]]:
-    """The damaged pixels (H x W bool) the builtin detector finds at `sensitivity`, and how it ran."""
+def find_damage(ctx: TaskContext, color: np.ndarray, sensitivity: float,
+                ensemble: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """The damaged pixels (H x W bool) the builtin detector finds at `sensitivity` (its map averaged over the 8
+    flips and turns with `ensemble`), and how it ran."""
     spec = resolve(DETECTOR)
     ctx.progress(0.0, "loading the damage detector")
     model = ctx.engine.get(spec, ctx.device)
     if model.output_channels != 1:
         raise BadRequest(f"model {spec.name} is not a damage detector ({model.output_channels} output channels)")
-    damage_map, run = run_tiles(ctx, model, color, "finding damage", {}, span=(0.05, 0.45))
+    damage_map, run = run_tiles(ctx, model, color, "finding damage", {"ensemble": ensemble}, span=(0.05, 0.45))
     cut = float(np.clip(CUT + 0.5 - sensitivity, *THRESHOLDS))
-    return damage_map[:, :, 0] > cut, dict(run_info(spec, run), threshold=round(cut, 3))
+    return damage_map[:, :, 0] > cut, dict(run_info(spec, run), threshold=round(cut, 3), ensemble=ensemble)
