@@ -468,16 +468,17 @@ def bench_colorize(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
     print(f"  {'method':44} {'ab error':>8} {'vs gray':>8} {'colourful':>9} {'max dL*':>8} {'s/MP':>7}")
     print(f"  {'grayscale (a* = b* = 0)':44} {base:8.2f} {0:+7.1%} {np.mean([colourfulness(g) for g in grays]):9.1f}")
     mp = sum(c.shape[0] * c.shape[1] for c in clean) / 1e6
-    for prec, engine in engines.items():
-        for vividness in (0.5, 1.0, 1.5):
-            fn = task_fn(engine, "colorize", grays, vividness=vividness)
-            start = time.perf_counter()
-            out = [fn(i) for i in range(len(grays))]
-            seconds = time.perf_counter() - start
-            err = ab_error(out)
-            shift = max(float(np.abs(lightness(o) - lightness(g)).max()) for o, g in zip(out, grays, strict=True))
-            print(f"  {f'retouch-colorize {prec}, vividness {vividness}':44} {err:8.2f} {err / base - 1:+7.1%} "
-                  f"{np.mean([colourfulness(o) for o in out]):9.1f} {shift:8.3f} {seconds / mp:7.2f}")
+    runs = [(prec, vividness, False) for prec in engines for vividness in (0.5, 1.0, 1.5)]
+    for prec, vividness, ensemble in runs + [("bf16", vividness, True) for vividness in (0.5, 1.0, 1.5)]:
+        fn = task_fn(engines[prec], "colorize", grays, vividness=vividness, ensemble=ensemble)
+        start = time.perf_counter()
+        out = [fn(i) for i in range(len(grays))]
+        seconds = time.perf_counter() - start
+        err = ab_error(out)
+        shift = max(float(np.abs(lightness(o) - lightness(g)).max()) for o, g in zip(out, grays, strict=True))
+        name = f"retouch-colorize {prec}, vividness {vividness}{' --ensemble' if ensemble else ''}"
+        print(f"  {name:44} {err:8.2f} {err / base - 1:+7.1%} {np.mean([colourfulness(o) for o in out]):9.1f} "
+              f"{shift:8.3f} {seconds / mp:7.2f}")
 
 
 def main() -> None:
