@@ -395,18 +395,16 @@ def bench_restore(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
     damaged, base, truth = ([c[i] for c in cases] for i in range(3))
     share = np.mean([t.mean() for t in truth])
     print(f"\nrestore: synthetic damage on {len(cases)} crops (damaged pixels: {share:.2%})")
-    found_at: dict[tuple[str, float], list[np.ndarray]] = {}  # (precision, sensitivity) -> the masks found
+    found_at: dict[tuple[str, float], list[np.ndarray]] = {}  # (precision + option, sensitivity) -> masks found
+    settings = [(sensitivity, False) for sensitivity in (0.3, 0.5, 0.7)] + [(0.5, True)]
     for prec, engine in engines.items():
         ctx = TaskContext(engine, lambda fraction, stage: None, lambda: None)
-        for sensitivity in (0.3, 0.5, 0.7):
-            found = found_at[prec, sensitivity] = [find_damage(ctx, d, sensitivity)[0] for d in damaged]
+        for sensitivity, ensemble in settings:
+            name = prec + (" --ensemble" if ensemble else "")
+            found = found_at[name, sensitivity] = [find_damage(ctx, d, sensitivity, ensemble)[0] for d in damaged]
             iou, precision, recall = pooled_iou(found, truth)
-            print(f"  detection, retouch-damage {prec}, sensitivity {sensitivity}: IoU {iou:.3f} "
+            print(f"  detection, retouch-damage {name}, sensitivity {sensitivity}: IoU {iou:.3f} "
                   f"(precision {precision:.3f}, recall {recall:.3f})")
-        found = found_at[prec + " --ensemble", 0.5] = [find_damage(ctx, d, 0.5, ensemble=True)[0] for d in damaged]
-        iou, precision, recall = pooled_iou(found, truth)
-        print(f"  detection, retouch-damage {prec} --ensemble, sensitivity 0.5: IoU {iou:.3f} "
-              f"(precision {precision:.3f}, recall {recall:.3f})")
     scored = [(pooled_iou([median_residual(d, t) for d in damaged], truth), t) for t in (0.04, 0.06, 0.08, 0.12)]
     (iou, precision, recall), t = max(scored, key=lambda s: s[0][0])
     print(f"  detection, 5x5 median residual > {t} (best of 4): IoU {iou:.3f} (precision {precision:.3f}, "

@@ -50,11 +50,15 @@ def main() -> None:
         spec = ModelSpec(args.weights.stem, args.weights, False, condition=spec.condition)
     engine = Engine(device="cpu")
     model = engine.get(spec)
-    maps = [engine.run(model, damaged, ensemble=args.ensemble)[0][:, :, 0] for damaged, _, _ in cases]
+
+    def damage_map(image: np.ndarray) -> np.ndarray:
+        return engine.run(model, image, ensemble=args.ensemble)[0][:, :, 0]
+
+    maps = [damage_map(damaged) for damaged, _, _ in cases]
     # the same crops undamaged, with grass-like strokes of their own (damage.natural_strokes): all flags are false
     nrng = np.random.default_rng(SEED + 1)
-    decoy_maps = [engine.run(model, natural_strokes(c, nrng), ensemble=args.ensemble)[0][:, :, 0] for c in crops]
-    clean_maps = [engine.run(model, c, ensemble=args.ensemble)[0][:, :, 0] for c in crops]
+    decoy_maps = [damage_map(natural_strokes(c, nrng)) for c in crops]
+    clean_maps = [damage_map(c) for c in crops]
     print(f"{len(cases)} validation crops of the training photos, {engine.device_name}, {model.dtype}"
           f"{', self-ensemble' if args.ensemble else ''}")
     for cut in THRESHOLDS:
