@@ -59,8 +59,9 @@ def fill_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_batch(pools, net: str, size: int, batch: int, rng: random.Random, nrng: np.random.Generator,
-               texture_share: float, decoy_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    clean = sample_crops(pools, batch, size, rng, texture_share).permute(0, 2, 3, 1).numpy()
+               texture_share: float, decoy_share: float = 0.0,
+               detail_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    clean = sample_crops(pools, batch, size, rng, texture_share, detail_share).permute(0, 2, 3, 1).numpy()
     inputs, targets = [], []
     for img in clean:
         if decoy_share and nrng.random() < decoy_share:  # thin lines of the scene itself: not damage
@@ -109,6 +110,8 @@ def main() -> None:
     parser.add_argument("--texture-share", type=float, default=0.3)
     parser.add_argument("--decoy-share", type=float, default=0.0,
                         help="detect: share of crops given grass-like strokes of their own (damage.natural_strokes)")
+    parser.add_argument("--detail-share", type=float, default=0.0,
+                        help="share of each batch cut where the photos have the most fine detail (of 2x candidates)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -136,11 +139,12 @@ def main() -> None:
             "minutes": f"{elapsed / 60:.1f}", "channels": ",".join(map(str, channels)), "depth": str(args.depth),
             "batch": str(args.batch), "size": str(args.size), "bf16": str(use_bf16), "device": device.type,
             "lr": str(args.lr), "texture_share": str(args.texture_share), "decoy_share": str(args.decoy_share),
-            "init": args.init.name if args.init else "", "photo_set": args.photo_set})
+            "detail_share": str(args.detail_share), "init": args.init.name if args.init else "",
+            "photo_set": args.photo_set})
 
     step, elapsed, use_bf16 = train(
         model, lambda: make_batch(pools, args.net, args.size, args.batch, rng, nrng, args.texture_share,
-                                  args.decoy_share),
+                                  args.decoy_share, args.detail_share),
         lr=args.lr, minutes=args.minutes, run_dir=run_dir, device=device, warmup=200, on_resume=on_resume,
         on_checkpoint=export, loss_fn=detect_loss if args.net == "detect" else inpaint_loss)
     export(step, elapsed, use_bf16)

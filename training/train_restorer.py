@@ -41,10 +41,13 @@ from spandrel.architectures.DRUNet import DRUNet
 from train_upscaler import load_pool
 
 
-def sample_crops(pools, n: int, size: int, rng: random.Random, texture_share: float) -> torch.Tensor:
+def sample_crops(pools, n: int, size: int, rng: random.Random, texture_share: float,
+                 detail_share: float = 0.0) -> torch.Tensor:
     """n random crops (flipped and turned) as N x 3 x size x size in [0, 1], on the pools' device. Flat crops teach
-    nothing: twice as many candidates are cut, and a flat one (std < 8/255) is kept with probability 0.2 only. One
-    device sync per batch, so a GPU is not made to wait for every crop."""
+    nothing: twice as many candidates are cut, and a flat one (std < 8/255) is kept with probability 0.2 only.
+    `detail_share` of the n are instead the candidates with the most fine detail (mean absolute Laplacian): the
+    wallpapers are mostly soft, and a restorer learns little about dense texture (grass, gravel, sand) from them.
+    One device sync per batch, so a GPU is not made to wait for every crop."""
     base, full_size, bundled = pools
     candidates = []
     for _ in range(2 * n):
@@ -55,17 +58,28 @@ def sample_crops(pools, n: int, size: int, rng: random.Random, texture_share: fl
         crop = torch.rot90(src[:, y : y + size, x : x + size], rng.randrange(4), (1, 2))
         candidates.append(crop.flip(2) if rng.random() < 0.5 else crop)
     crops = torch.stack(candidates).float() / 255.0
+    keep: list[int] = []
+    if detail_share > 0:
+        keep = torch.argsort(fine_detail(crops), descending=True)[: round(detail_share * n)].tolist()
     stds = (crops.flatten(1).std(1) * 255).tolist()
-    keep = [i for i, std in enumerate(stds) if std > 8 or rng.random() < 0.2][:n]
+    keep += [i for i, std in enumerate(stds) if i not in keep and (std > 8 or rng.random() < 0.2)][: n - len(keep)]
     keep += [i for i in range(2 * n) if i not in keep][: n - len(keep)]
     return crops[keep]
 
 
+def fine_detail(crops: torch.Tensor) -> torch.Tensor:
+    """Per crop of an N x 3 x H x W batch, the mean absolute Laplacian of its gray."""
+    gray = crops.mean(1)
+    lap = (4 * gray[:, 1:-1, 1:-1] - gray[:, :-2, 1:-1] - gray[:, 2:, 1:-1] - gray[:, 1:-1, :-2]
+           - gray[:, 1:-1, 2:])
+    return lap.abs().mean((1, 2))
+
+
 def make_batch(pools, task: str, size: int, batch: int, rng: random.Random, texture_share: float,
                gen: torch.Generator | None = None, bank: KernelBank | None = None,
-               motion_share: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+               motion_share: float = 0.5, detail_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch of (degraded + conditioning channel, clean), made on the device the pools live on."""
-    clean = sample_crops(pools, batch, size, rng, texture_share)
+    clean = sample_crops(pools, batch, size, rng, texture_share, detail_share)
     inputs = []
     for i in range(batch):
         if task == "denoise":
@@ -138,6 +152,8 @@ def main() -> None:
     parser.add_argument("--init-from", type=Path, help="compact: start from a Compact x2 upscaler's weights")
     parser.add_argument("--texture-share", type=float, default=0.3,
                         help="share of crops from the full-size photos and scikit-image's images")
+    parser.add_argument("--detail-share", type=float, default=0.0,
+                        help="share of each batch cut where the photos have the most fine detail (of 2x candidates)")
     parser.add_argument("--motion-share", type=float, default=0.5,
                         help="sharpen: share of crops blurred by camera shake (the rest defocus, 5 %% nearly sharp)")
     args = parser.parse_args()
@@ -180,6 +196,7 @@ def main() -> None:
                 "bf16": str(use_bf16), "device": device.type, "condition": condition,
                 "texture_share": str(args.texture_share), "lr": str(args.lr), "photo_set": args.photo_set,
                 "motion_share": str(args.motion_share) if args.task == "sharpen" else "",
+                "detail_share": str(args.detail_share),
                 "channels": ",".join(map(str, channels)) if args.arch == "drunet" else ""}
         tmp = args.out.with_suffix(".tmp")
         save_file(state, str(tmp), metadata=meta)
@@ -187,7 +204,7 @@ def main() -> None:
 
     step, elapsed, use_bf16 = train(
         model, lambda: make_batch(pools, args.task, args.size, args.batch, rng, args.texture_share, gen, bank,
-                                  args.motion_share),
+                                  args.motion_share, args.detail_share),
         lr=args.lr, minutes=args.minutes, run_dir=run_dir, device=device, warmup=200, on_resume=on_resume,
         on_checkpoint=export)
     export(step, elapsed, use_bf16)

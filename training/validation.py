@@ -1,0 +1,44 @@
+"""Validation crops of the *training* photos, never the held-out ones, for choosing between weights before the
+held-out figures (`benchmarks/quality.py`) are measured once: what `validate_sharpen.py` and `validate_inpaint.py`
+share."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from photos import ensure_photos, train_paths
+from train_restorer import fine_detail
+from train_upscaler import load_pool
+
+BORDER = 10  # px left out of PSNR, as in benchmarks/quality.py
+# the photos reduced as training reduces most of them; the most detailed crops at 1/2 (dense texture, where the
+# held-out photos are hardest); and at full size
+LINES = (((2, 3), False, "photos at 1/2 and 1/3"), ((2,), True, "photos at 1/2, their most detailed crops"),
+         ((1,), False, "photos at full size"))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a[BORDER:-BORDER, BORDER:-BORDER], b[BORDER:-BORDER, BORDER:-BORDER]
+    return float(10 * np.log10(1.0 / max(float(np.mean((np.clip(a, 0, 1).astype(np.float64) - b) ** 2)), 1e-12)))
+
+
+def validation_crops(photos: Path, photo_set: str, count: int, size: int, factors: tuple[int, ...], detailed: bool,
+                     seed: int) -> list[torch.Tensor]:
+    """`count` crops (3 x size x size, float in [0, 1]) of the training photos (of `photo_set`, unpacked under
+    `photos`) reduced by `factors`, not flat;
+    `detailed`: the most detailed quarter of 4x as many."""
+    rng = random.Random(seed + sum(factors) + detailed)
+    pool = load_pool(train_paths(ensure_photos(photos), photo_set), factors=factors)
+    crops: list[torch.Tensor] = []
+    while len(crops) < (4 if detailed else 1) * count:
+        src = rng.choice(pool)
+        y, x = rng.randrange(src.shape[1] - size), rng.randrange(src.shape[2] - size)
+        crop = src[:, y : y + size, x : x + size].float() / 255
+        if float(crop.std()) > 8 / 255:  # flat sky says nothing
+            crops.append(crop)
+    if detailed:
+        crops = [crops[i] for i in torch.argsort(fine_detail(torch.stack(crops)), descending=True)[:count]]
+    return crops
