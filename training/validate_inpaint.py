@@ -9,34 +9,20 @@ so a fine-tune can be kept or dropped before the held-out figures are measured o
 
 from __future__ import annotations
 
-import argparse
-import os
-from pathlib import Path
-
 import numpy as np
-import torch
 from damage import damaged_set
-from photos import add_photo_args
 from retouch.engine import Engine
-from retouch.engine.registry import ModelSpec, resolve
 from retouch.ops.inpaint import feather, grow, telea
 from retouch.tasks.restore import INPAINTER
-from validation import LINES, psnr, validation_crops
+from validation import LINES, candidates, psnr, validation_args, validation_crops
 
 SEED = 3000  # the training script seeds its damage from small numbers: far below this
 GROW = 2  # px: the restore task's default
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("weights", type=Path, nargs="*", help="inpainter weights (the builtin one is always first)")
-    parser.add_argument("--crops", type=int, default=24)
-    parser.add_argument("--size", type=int, default=256)
-    add_photo_args(parser)
-    args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    builtin = resolve(INPAINTER)
-    specs = [builtin] + [ModelSpec(w.stem, w, False, condition=builtin.condition) for w in args.weights]
+    args = validation_args(__doc__, "inpainter")
+    specs = candidates(INPAINTER, args.weights)
     engine = Engine(device="cpu")
     print(f"{args.crops} validation crops of {args.size} px per line, photo set {args.photo_set}, true damage mask, "
           f"{engine.device_name}")

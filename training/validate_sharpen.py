@@ -9,19 +9,14 @@ blur and kind of crop, so a fine-tune can be kept or dropped before the held-out
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
 from degradations import blur, gaussian_kernel, motion_kernel
-from photos import add_photo_args
 from retouch.engine import Engine
-from retouch.engine.registry import ModelSpec, resolve
 from retouch.tasks.sharpen import BLUR_HINTS
-from validation import LINES, psnr, validation_crops
+from validation import LINES, candidates, psnr, validation_args, validation_crops
 
 SEED = 2000  # the training script seeds its crops and kernels from small numbers: far below this
 
@@ -42,15 +37,8 @@ def blurred_pairs(crops: list[torch.Tensor], seed: int) -> dict[str, list[tuple[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("weights", type=Path, nargs="*", help="sharpener weights (the builtin one is always first)")
-    parser.add_argument("--crops", type=int, default=24)
-    parser.add_argument("--size", type=int, default=256)
-    add_photo_args(parser)
-    args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    builtin = resolve("retouch-sharpen")
-    specs = [builtin] + [ModelSpec(w.stem, w, False, condition=builtin.condition) for w in args.weights]
+    args = validation_args(__doc__, "sharpener")
+    specs = candidates("retouch-sharpen", args.weights)
     engine = Engine(device="cpu")
     print(f"{args.crops} validation crops of {args.size} px per line, photo set {args.photo_set}, blind, "
           f"{engine.device_name}")

@@ -4,12 +4,15 @@ share."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from photos import ensure_photos, train_paths
+from photos import add_photo_args, ensure_photos, train_paths
+from retouch.engine.registry import ModelSpec, resolve
 from train_restorer import fine_detail
 from train_upscaler import load_pool
 
@@ -42,3 +45,22 @@ def validation_crops(photos: Path, photo_set: str, count: int, size: int, factor
     if detailed:
         crops = [crops[i] for i in torch.argsort(fine_detail(torch.stack(crops)), descending=True)[:count]]
     return crops
+
+
+def validation_args(doc: str, what: str) -> argparse.Namespace:
+    """The options every validate script takes (candidate weights, crops per line, crop size, the photos), parsed;
+    torch's threads set from OMP_NUM_THREADS (default 2)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("weights", type=Path, nargs="*", help=f"{what} weights (the builtin one is always first)")
+    parser.add_argument("--crops", type=int, default=24, help="crops per line")
+    parser.add_argument("--size", type=int, default=256)
+    add_photo_args(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    return args
+
+
+def candidates(builtin_name: str, weights: list[Path]) -> list[ModelSpec]:
+    """The builtin model, then each weights file as a model of the same conditioning."""
+    builtin = resolve(builtin_name)
+    return [builtin] + [ModelSpec(w.stem, w, False, condition=builtin.condition) for w in weights]
