@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from photos import add_photo_args, ensure_photos, train_paths
 from retouch.engine.registry import ModelSpec, resolve
+from retouch.quality import psnr as full_psnr
 from train_restorer import fine_detail
 from train_upscaler import load_pool
 
@@ -24,15 +25,15 @@ LINES = (((2, 3), False, "photos at 1/2 and 1/3"), ((2,), True, "photos at 1/2, 
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a[BORDER:-BORDER, BORDER:-BORDER], b[BORDER:-BORDER, BORDER:-BORDER]
-    return float(10 * np.log10(1.0 / max(float(np.mean((np.clip(a, 0, 1).astype(np.float64) - b) ** 2)), 1e-12)))
+    """PSNR of `a` (clipped to [0, 1]) against `b`, BORDER px left out, as benchmarks/quality.py measures."""
+    inner = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
+    return full_psnr(np.clip(a[inner], 0, 1), b[inner], peak=1.0)
 
 
 def validation_crops(photos: Path, photo_set: str, count: int, size: int, factors: tuple[int, ...], detailed: bool,
                      seed: int) -> list[torch.Tensor]:
     """`count` crops (3 x size x size, float in [0, 1]) of the training photos (of `photo_set`, unpacked under
-    `photos`) reduced by `factors`, not flat;
-    `detailed`: the most detailed quarter of 4x as many."""
+    `photos`) reduced by `factors`, not flat; `detailed`: the most detailed quarter of 4x as many."""
     rng = random.Random(seed + sum(factors) + detailed)
     pool = load_pool(train_paths(ensure_photos(photos), photo_set), factors=factors)
     crops: list[torch.Tensor] = []
