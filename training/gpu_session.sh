@@ -5,7 +5,8 @@
 # BENCH_SECONDS > 0 the GPU benchmark (benchmarks/gpu_speed.py) runs first on the idle card (the runs load their
 # photos meanwhile and start when it is done); its H100 figures are in benchmarks/results/gpu_speed_h100.txt.
 #
-#   .gpu/photos    the Debian photos, as training/photos.py unpacks them (copied from /var/cache/retouch-photos)
+#   .gpu/photos    the Debian photos, as training/photos.py unpacks them (copied from /var/cache/retouch-photos;
+#                  photo set v3, so budgie-backgrounds' folder too)
 #   .gpu/skimage   scikit-image's images the restorers train on (training/photos.py SKIMAGE_IMAGES)
 #   .gpu/whl       wheels the GPU machine lacks (spandrel)
 #
@@ -28,7 +29,7 @@ if [ -d .gpu/whl ] && ls .gpu/whl/*.whl >/dev/null 2>&1; then
 fi
 export PYTHONPATH="$ROOT/daemon${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 GO=$(mktemp -u /tmp/retouch-go.XXXX)
-DATA=(--photos "$ROOT/.gpu/photos" --skimage-dir "$ROOT/.gpu/skimage" --start-after "$GO" --minutes "$MINUTES")
+DATA=(--photos "$ROOT/.gpu/photos" --photo-set v3 --skimage-dir "$ROOT/.gpu/skimage" --start-after "$GO" --minutes "$MINUTES")
 SHARPEN=(--task sharpen --arch drunet --channels 64,96,128,160 --batch 48 --size 128 --motion-share 0.7
          --detail-share 0.5)
 

@@ -7,7 +7,8 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -29,6 +30,14 @@ def add_common_args(parser: argparse.ArgumentParser, *, minutes: float, batch: i
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", type=Path, default=None,
                         help="start from these weights (a .safetensors of this net), for a fine-tune")
+    add_ema_arg(parser)
+
+
+def add_ema_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="keep an exponential moving average of the weights with this decay per step (e.g. "
+                             "0.999) and export it instead of the last step's weights: it averages out the noise of "
+                             "small batches, which otherwise drags a fine-tuned net off its optimum; 0 = off")
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
@@ -49,14 +58,44 @@ def export_weights(model: torch.nn.Module, out: Path, meta: dict[str, str]) -> N
     tmp.replace(out)
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float) -> None:
+def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float,
+                    average: WeightAverage | None = None) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed}, tmp)
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed}
+    if average is not None:
+        state["ema"] = average.shadow
+    torch.save(state, tmp)
     tmp.replace(path)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's floating-point weights and buffers (Polyak averaging)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"--ema must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        state = model.state_dict()
+        keys = list(self.shadow)
+        torch._foreach_lerp_([self.shadow[k] for k in keys], [state[k].detach() for k in keys], 1.0 - self.decay)
+
+    @contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+        """The model holds the averaged weights inside the block, its own again after it."""
+        own = {k: v.detach().clone() for k, v in model.state_dict().items() if k in self.shadow}
+        model.load_state_dict(self.shadow, strict=False)
+        try:
+            yield
+        finally:
+            model.load_state_dict(own, strict=False)
+
+
 def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float, minutes: float, run_dir: Path,
-          device: torch.device, warmup: int = 0,
+          device: torch.device, warmup: int = 0, ema: float = 0.0,
           on_resume: Callable[[int], None] | None = None,
           on_checkpoint: Callable[[int, float, bool], None] | None = None,
           loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> tuple[int, float, bool]:
@@ -65,16 +104,20 @@ def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float,
     The loss (`loss_fn(output, target)`, by default L1) compares the model's first C output channels with the
     C-channel target. Returns (steps, seconds,
     whether bf16 autocast was on). `on_checkpoint(step, seconds, bf16)` runs after each periodic checkpoint (to
-    export the weights so far)."""
+    export the weights so far). With `ema` > 0 the model holds the moving average of its weights while
+    `on_checkpoint` runs and when this returns."""
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     step, elapsed = 0, 0.0
+    average = WeightAverage(model, ema) if ema else None
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         step, elapsed = ckpt["step"], ckpt["elapsed"]
+        if average is not None:
+            average.shadow = ckpt.get("ema") or WeightAverage(model, ema).shadow
         if on_resume:
             on_resume(step)
         print(f"resumed at step {step}, {elapsed / 60:.1f} min")
@@ -98,6 +141,8 @@ def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if average is not None:
+                average.update(model)
             step += 1
             running = 0.98 * running + 0.02 * loss.detach() if step > 1 else loss.detach()
             elapsed = time.monotonic() - start
@@ -108,9 +153,12 @@ def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float,
                 log.flush()
                 print(rec, flush=True)
             if time.monotonic() - last_ckpt > 120:
-                save_checkpoint(ckpt_path, model, opt, step, elapsed)
+                save_checkpoint(ckpt_path, model, opt, step, elapsed, average)
                 if on_checkpoint:
-                    on_checkpoint(step, elapsed, use_bf16)
+                    with average.applied(model) if average is not None else nullcontext():
+                        on_checkpoint(step, elapsed, use_bf16)
                 last_ckpt = time.monotonic()
-    save_checkpoint(ckpt_path, model, opt, step, elapsed)
+    save_checkpoint(ckpt_path, model, opt, step, elapsed, average)
+    if average is not None:
+        model.load_state_dict(average.shadow, strict=False)
     return step, elapsed, use_bf16

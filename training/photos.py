@@ -5,7 +5,7 @@ is used for training. Plasma ships the same picture at several sizes: we take ex
 The held-out photos are never seen by a training script; our quality figures and the quality test crops come from
 them only.
 
-Two training sets (`--photo-set` of the training scripts):
+Three training sets (`--photo-set` of the training scripts):
 - `v1`: the 21 photos of `mate-backgrounds` and `plasma-workspace-wallpapers` (GPL-2+), behind every model trained
   before 2026-11-27;
 - `v2` (the default): v1 and 14 photographs of `lomiri-wallpapers-16.04` / `-20.04` (Ubuntu's community wallpaper
@@ -13,6 +13,11 @@ Two training sets (`--photo-set` of the training scripts):
   photographers). They bring what the wallpapers lack: cables against the sky, grass and dandelion seeds, brush
   bristles, dog fur, tree bark, indoor scenes. Their rendered art (Fossa, Infinite-Sea, Painting-Colors,
   analogpattern, umang) is left out.
+- `v3`: v2 and 14 photographs of `budgie-backgrounds` 3.0 (CC0-1.0, Debian trixie: bookworm does not have it, so
+  its .deb is fetched from the Debian archive's pool by URL and checked against its sha256). 4K photographs of what
+  the others lack: cities and buildings (Boston, Singapore, Milan, Barcelona's Casa Mila, the Colosseum), a desert
+  dune, mountains and a lake, tea gardens, flowers, birds and otters. Its woodblock print (ocean-waves), its two
+  rendered wallpapers (valley-midnight, waves-midnight) and the mostly black Saturn are left out.
 
     python training/photos.py            # downloads, unpacks, prints the split
 """
@@ -20,7 +25,9 @@ Two training sets (`--photo-set` of the training scripts):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import subprocess
+import urllib.request
 from pathlib import Path
 
 DEFAULT_ROOT = Path("/var/cache/retouch-photos")
@@ -70,7 +77,15 @@ LOMIRI_PHOTOS = (
     f"{LOMIRI}/seeding_by_Clements_Engelhardt.jpg",
     f"{LOMIRI}/sunset_by_Aitzol_Berasategi.jpg",
 )
-PHOTO_SETS = {"v1": TRAIN, "v2": TRAIN + LOMIRI_PHOTOS}
+BUDGIE = "usr/share/backgrounds/budgie"
+# (url, sha256): packages of a newer Debian release than the machine's, fetched from the archive's pool
+POOL_DEBS = (("http://deb.debian.org/debian/pool/main/b/budgie-backgrounds/budgie-backgrounds_3.0-1_all.deb",
+              "b91c2d5209558bc11d8d3a161f22a608857e3f8c735980cfab0d6650b03014ca"),)
+BUDGIE_PHOTOS = tuple(f"{BUDGIE}/{name}.jpg" for name in (
+    "abstract-spiral", "beacon-street-sunset", "blue-periwinkle", "canyon-wren", "casa-mila", "extreme-desert-hike",
+    "high-trestle-trail", "lake-sherburne", "oakland-zoo-otters", "perched-osprey", "piazza-gae-aulenti",
+    "roman-colosseum", "singaporean-cityscape", "tea-gardens"))
+PHOTO_SETS = {"v1": TRAIN, "v2": TRAIN + LOMIRI_PHOTOS, "v3": TRAIN + LOMIRI_PHOTOS + BUDGIE_PHOTOS}
 HELD_OUT = (
     f"{MATE}/nature/Dune.jpg",
     f"{MATE}/nature/LadyBird.jpg",
@@ -81,19 +96,34 @@ HELD_OUT = (
 
 def ensure_photos(root: Path = DEFAULT_ROOT) -> Path:
     """Download and unpack the Debian packages into `root` unless they are there already."""
-    wanted = PHOTO_SETS["v2"] + HELD_OUT
+    wanted = PHOTO_SETS["v3"] + HELD_OUT
     if all((root / rel).exists() for rel in wanted):
         return root
     root.mkdir(parents=True, exist_ok=True)
     debs = root / "debs"
     debs.mkdir(exist_ok=True)
-    subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, check=True)
+    if not all(any(debs.glob(f"{name}_*.deb")) for name in PACKAGES):
+        subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, check=True)
+    for url, sha256 in POOL_DEBS:
+        fetch_checked(url, sha256, debs / url.rsplit("/", 1)[1])
     for deb in sorted(debs.glob("*.deb")):
         subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
     missing = [rel for rel in wanted if not (root / rel).exists()]
     if missing:
         raise FileNotFoundError(f"photos missing after unpacking: {missing}")
     return root
+
+
+def fetch_checked(url: str, sha256: str, dest: Path) -> None:
+    """Download `url` to `dest` unless it is there with the right sha256 (ValueError when the download has another)."""
+    if dest.exists() and hashlib.sha256(dest.read_bytes()).hexdigest() == sha256:
+        return
+    with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 (a fixed https/http archive URL)
+        data = response.read()
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise ValueError(f"{url}: sha256 {got}, expected {sha256}")
+    dest.write_bytes(data)
 
 
 def train_paths(root: Path = DEFAULT_ROOT, photo_set: str = "v2") -> list[Path]:
@@ -105,7 +135,8 @@ def train_paths(root: Path = DEFAULT_ROOT, photo_set: str = "v2") -> list[Path]:
 def add_photo_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photos", type=Path, default=DEFAULT_ROOT, help="where the photo packages are unpacked")
     parser.add_argument("--photo-set", choices=sorted(PHOTO_SETS), default="v2",
-                        help="training photos: v1 = the 21 GPL-2+ wallpapers, v2 = v1 + 14 Lomiri photographs")
+                        help="training photos: v1 = the 21 GPL-2+ wallpapers, v2 = v1 + 14 Lomiri photographs, "
+                             "v3 = v2 + 14 Budgie photographs")
 
 
 # scikit-image's bundled photographs and textures (several grayscale): texture the wallpapers lack. Used by the

@@ -54,8 +54,9 @@ def neutral(lab: torch.Tensor) -> torch.Tensor:
     return srgb.clamp(0, 1).expand(-1, 3, -1, -1)
 
 
-def make_batch(pools, size: int, batch: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
-    colour = sample_crops(pools, batch, size, rng, texture_share=0.25)
+def make_batch(pools, size: int, batch: int, rng: random.Random, close_share: float = 0.25
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    colour = sample_crops(pools, batch, size, rng, texture_share=close_share)
     lab = rgb_to_lab(colour)
     chroma = lab[:, 1:].pow(2).sum(1).sqrt().mean((1, 2))  # per crop
     cond = (chroma / 100)[:, None, None, None].expand(-1, 1, size, size)
@@ -73,6 +74,11 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=2, help="residual blocks per level (spandrel needs 2 or more)")
     add_photo_args(parser)
     parser.add_argument("--run-dir", type=Path, default=Path(__file__).parent / "runs" / "colorize")
+    parser.add_argument("--close-factors", type=lambda v: tuple(int(f) for f in v.split(",")), default=(3,),
+                        help="reductions of the photos for close-ups (a detail or a selection colorized on its "
+                             "own), e.g. 2,3; whole scenes are cut at 1/4, 1/6, 1/8")
+    parser.add_argument("--close-share", type=float, default=0.25,
+                        help="share of crops that are close-ups (half of it) or scikit-image's colour photos")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -81,7 +87,7 @@ def main() -> None:
     photos = train_paths(ensure_photos(args.photos), args.photo_set)
     colour = [p for p in skimage_paths() if p.name in COLOUR_SKIMAGE]
     pools = tuple(load_pool(paths, factors=factors)
-                  for paths, factors in ((photos, (4, 6, 8)), (photos, (3,)), (colour, (1,))))
+                  for paths, factors in ((photos, (4, 6, 8)), (photos, args.close_factors), (colour, (1,))))
     device = torch.device(args.device)
     model = DRUNet(in_nc=4, out_nc=3, nc=args.channels, nb=args.depth, act_mode="R", downsample_mode="strideconv",
                    upsample_mode="convtranspose")
@@ -98,11 +104,14 @@ def main() -> None:
             "channels": ",".join(map(str, args.channels)), "depth": str(args.depth), "batch": str(args.batch),
             "size": str(args.size), "bf16": str(use_bf16), "device": device.type, "lr": str(args.lr),
             "condition": f"target mean CIELAB chroma / 100 (typical {TYPICAL_CHROMA})",
-            "photo_set": args.photo_set, "init": args.init.name if args.init else ""})
+            "photo_set": args.photo_set, "init": args.init.name if args.init else "", "ema": str(args.ema),
+            "close_factors": ",".join(map(str, args.close_factors)), "close_share": str(args.close_share)})
 
     step, elapsed, use_bf16 = train(
-        model, lambda: make_batch(pools, args.size, args.batch, rng), lr=args.lr, minutes=args.minutes,
-        run_dir=args.run_dir, device=device, warmup=200, on_resume=on_resume, on_checkpoint=export, loss_fn=ab_loss)
+        model, lambda: make_batch(pools, args.size, args.batch, rng, args.close_share), lr=args.lr,
+        minutes=args.minutes,
+        run_dir=args.run_dir, device=device, warmup=200, ema=args.ema, on_resume=on_resume, on_checkpoint=export,
+        loss_fn=ab_loss)
     export(step, elapsed, use_bf16)
     print(f"saved {args.out} after {step} steps, {elapsed / 60:.1f} min")
 

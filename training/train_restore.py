@@ -145,8 +145,8 @@ def main() -> None:
     step, elapsed, use_bf16 = train(
         model, lambda: make_batch(pools, args.net, args.size, args.batch, rng, nrng, args.texture_share,
                                   args.decoy_share, args.detail_share),
-        lr=args.lr, minutes=args.minutes, run_dir=run_dir, device=device, warmup=200, on_resume=on_resume,
-        on_checkpoint=export, loss_fn=detect_loss if args.net == "detect" else inpaint_loss)
+        lr=args.lr, minutes=args.minutes, run_dir=run_dir, device=device, warmup=200, ema=args.ema,
+        on_resume=on_resume, on_checkpoint=export, loss_fn=detect_loss if args.net == "detect" else inpaint_loss)
     export(step, elapsed, use_bf16)
     print(f"saved {args.out} after {step} steps, {elapsed / 60:.1f} min")
 

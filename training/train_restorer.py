@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 from degradations import BLUR_HINTS, KernelBank, random_blur, random_noise
-from loop import load_weights, train
+from loop import add_ema_arg, load_weights, train
 from photos import add_photo_args, ensure_photos, skimage_paths, train_paths
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_photo_args(parser)
+    add_ema_arg(parser)
     parser.add_argument("--skimage-dir", type=Path, help="a copy of scikit-image's images (default: its package)")
     parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default training/runs/TASK)")
     parser.add_argument("--out", type=Path, required=True, help="final weights (.safetensors, stored as fp16)")
@@ -196,7 +197,7 @@ def main() -> None:
                 "bf16": str(use_bf16), "device": device.type, "condition": condition,
                 "texture_share": str(args.texture_share), "lr": str(args.lr), "photo_set": args.photo_set,
                 "motion_share": str(args.motion_share) if args.task == "sharpen" else "",
-                "detail_share": str(args.detail_share),
+                "detail_share": str(args.detail_share), "ema": str(args.ema),
                 "channels": ",".join(map(str, channels)) if args.arch == "drunet" else ""}
         tmp = args.out.with_suffix(".tmp")
         save_file(state, str(tmp), metadata=meta)
@@ -205,8 +206,8 @@ def main() -> None:
     step, elapsed, use_bf16 = train(
         model, lambda: make_batch(pools, args.task, args.size, args.batch, rng, args.texture_share, gen, bank,
                                   args.motion_share, args.detail_share),
-        lr=args.lr, minutes=args.minutes, run_dir=run_dir, device=device, warmup=200, on_resume=on_resume,
-        on_checkpoint=export)
+        lr=args.lr, minutes=args.minutes, run_dir=run_dir, device=device, warmup=200, ema=args.ema,
+        on_resume=on_resume, on_checkpoint=export)
     export(step, elapsed, use_bf16)
     print(f"saved {args.out} after {step} steps, {elapsed / 60:.1f} min")
 
