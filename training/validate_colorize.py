@@ -2,7 +2,7 @@
 ones: each crop reduced to its CIELAB L*, colorized as the task colorizes it (the net on the gray image with the
 chroma it is asked for, its a* b* under the input's L*, chroma fitted to sRGB; bf16 where the CPU has it). Prints
 the mean a*b* error against the grayscale answer's (the bar of `benchmarks/quality.py`: at least 15 % lower) and the
-colourfulness, for close-ups (photos at 1/2, as a selection or a detail is colorized) and whole scenes (at 1/6).
+colourfulness, for close-ups (photos at 1/2, as a selection or a detail is colorized) and scenes (at 1/5).
 
 The crops come from photos the net was trained on: a net that remembers their colours scores better here than it
 will on photos it has never seen, so this ranks candidates; it does not predict the held-out figures.
@@ -19,7 +19,7 @@ from retouch.tasks.colorize import TYPICAL_CHROMA
 from validation import candidates, validation_args, validation_crops
 
 SEED = 3000  # the training script seeds its crops from small numbers: far below this
-COLOR_LINES = (((2,), "close-ups: photos at 1/2"), ((6,), "whole scenes: photos at 1/6"))
+COLOR_LINES = (((2,), "close-ups: photos at 1/2"), ((5,), "scenes: photos at 1/5"))
 VIVIDNESS = (0.5, 1.0)
 
 

@@ -35,7 +35,8 @@ def validation_crops(photos: Path, photo_set: str, count: int, size: int, factor
     """`count` crops (3 x size x size, float in [0, 1]) of the training photos (of `photo_set`, unpacked under
     `photos`) reduced by `factors`, not flat; `detailed`: the most detailed quarter of 4x as many."""
     rng = random.Random(seed + sum(factors) + detailed)
-    pool = load_pool(train_paths(ensure_photos(photos), photo_set), factors=factors)
+    pool = [p for p in load_pool(train_paths(ensure_photos(photos), photo_set), factors=factors)
+            if min(p.shape[1:]) > size]  # a photo reduced below the crop size has no crop to give
     crops: list[torch.Tensor] = []
     while len(crops) < (4 if detailed else 1) * count:
         src = rng.choice(pool)
