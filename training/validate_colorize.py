@@ -13,10 +13,9 @@ will on photos it has never seen, so this ranks candidates; it does not predict 
 from __future__ import annotations
 
 import numpy as np
-from retouch.engine import Engine
 from retouch.ops.lab import colourfulness, fit_chroma, gray_of, lightness, rgb_to_lab
 from retouch.tasks.colorize import TYPICAL_CHROMA
-from validation import candidates, validation_args, validation_crops
+from validation import start, validation_crops
 
 SEED = 3000  # the training script seeds its crops from small numbers: far below this
 COLOR_LINES = (((2,), "close-ups: photos at 1/2"), ((5,), "scenes: photos at 1/5"))
@@ -29,11 +28,7 @@ def ab_error(rgb: np.ndarray, true_ab: np.ndarray) -> float:
 
 
 def main() -> None:
-    args = validation_args(__doc__, "colorizer")
-    specs = candidates("retouch-colorize", args.weights)
-    engine = Engine(device="cpu")
-    print(f"{args.crops} validation crops of {args.size} px per line, photo set {args.photo_set}, "
-          f"{engine.device_name}")
+    args, specs, engine = start(__doc__, "colorizer", "retouch-colorize")
     for factors, label in COLOR_LINES:
         crops = [c.permute(1, 2, 0).numpy().astype(np.float64) for c in
                  validation_crops(args.photos, args.photo_set, args.crops, args.size, factors, False, SEED)]

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 from damage import damaged_set
-from retouch.engine import Engine
 from retouch.ops.inpaint import feather, grow, telea
 from retouch.tasks.restore import INPAINTER
-from validation import LINES, candidates, psnr, validation_args, validation_crops
+from validation import LINES, psnr, start, validation_crops
 
 SEED = 3000  # the training script seeds its damage from small numbers: far below this
 GROW = 2  # px: the restore task's default
 
 
 def main() -> None:
-    args = validation_args(__doc__, "inpainter")
-    specs = candidates(INPAINTER, args.weights)
-    engine = Engine(device="cpu")
-    print(f"{args.crops} validation crops of {args.size} px per line, photo set {args.photo_set}, true damage mask, "
-          f"{engine.device_name}")
+    args, specs, engine = start(__doc__, "inpainter", INPAINTER, "true damage mask")
     for factors, detailed, label in LINES:
         crops = validation_crops(args.photos, args.photo_set, args.crops, args.size, factors, detailed, SEED)
         cases = damaged_set([c.permute(1, 2, 0).numpy().astype(np.float32) for c in crops], seed=SEED + sum(factors))

@@ -14,9 +14,8 @@ import random
 import numpy as np
 import torch
 from degradations import blur, gaussian_kernel, motion_kernel
-from retouch.engine import Engine
 from retouch.tasks.sharpen import BLUR_HINTS
-from validation import LINES, candidates, psnr, validation_args, validation_crops
+from validation import LINES, psnr, start, validation_crops
 
 SEED = 2000  # the training script seeds its crops and kernels from small numbers: far below this
 
@@ -37,11 +36,7 @@ def blurred_pairs(crops: list[torch.Tensor], seed: int) -> dict[str, list[tuple[
 
 
 def main() -> None:
-    args = validation_args(__doc__, "sharpener")
-    specs = candidates("retouch-sharpen", args.weights)
-    engine = Engine(device="cpu")
-    print(f"{args.crops} validation crops of {args.size} px per line, photo set {args.photo_set}, blind, "
-          f"{engine.device_name}")
+    args, specs, engine = start(__doc__, "sharpener", "retouch-sharpen", "blind")
     for factors, detailed, label in LINES:
         crops = validation_crops(args.photos, args.photo_set, args.crops, args.size, factors, detailed, SEED)
         for kind, pairs in blurred_pairs(crops, SEED + sum(factors) + detailed).items():

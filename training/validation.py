@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from photos import add_photo_args, ensure_photos, train_paths
+from retouch.engine import Engine
 from retouch.engine.registry import ModelSpec, resolve
 from retouch.quality import psnr as full_psnr
 from train_restorer import fine_detail
@@ -60,6 +61,16 @@ def validation_args(doc: str, what: str) -> argparse.Namespace:
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     return args
+
+
+def start(doc: str, what: str, builtin_name: str, how: str = "") -> tuple[argparse.Namespace, list[ModelSpec], Engine]:
+    """A validate script's options parsed, its candidates (the builtin model first) and a CPU engine; prints the
+    header line (crops per line, crop size, photo set, `how` the models run, the engine's device)."""
+    args = validation_args(doc, what)
+    engine = Engine(device="cpu")
+    print(f"{args.crops} validation crops of {args.size} px per line, photo set {args.photo_set}, "
+          f"{how + ', ' if how else ''}{engine.device_name}")
+    return args, candidates(builtin_name, args.weights), engine
 
 
 def candidates(builtin_name: str, weights: list[Path]) -> list[ModelSpec]:
