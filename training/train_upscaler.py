@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from loop import train
+from loop import add_ema_arg, train
 from photos import add_photo_args, ensure_photos, train_paths
 from PIL import Image
 from safetensors.torch import save_file
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default training/runs/xN)")
     parser.add_argument("--out", type=Path, required=True, help="final weights (.safetensors)")
     parser.add_argument("--seed", type=int, default=0)
+    add_ema_arg(parser)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -128,12 +129,13 @@ def main() -> None:
     model = model.to(device).to(memory_format=torch.channels_last)
     step, elapsed, use_bf16 = train(
         model, lambda: make_batch(pool, args.scale, args.lr_size, args.batch, rng), lr=args.lr,
-        minutes=args.minutes, run_dir=run_dir, device=device)
+        minutes=args.minutes, run_dir=run_dir, device=device, ema=args.ema)
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"architecture": "Compact", "scale": str(args.scale), "steps": str(step), "minutes": f"{elapsed / 60:.1f}",
             "num_feat": str(args.num_feat), "num_conv": str(args.num_conv), "batch": str(args.batch),
-            "lr_size": str(args.lr_size), "bf16": str(use_bf16), "device": device.type, "photo_set": args.photo_set}
+            "lr_size": str(args.lr_size), "bf16": str(use_bf16), "device": device.type, "photo_set": args.photo_set,
+            "ema": str(args.ema)}
     save_file(state, str(args.out), metadata=meta)
     print(f"saved {args.out} after {step} steps, {elapsed / 60:.1f} min")
 
