@@ -452,15 +452,15 @@ def bench_restore(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
 # ---- colorize -----------------------------------------------------------------------------------------------------
 def bench_colorize(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
     from retouch.ops.lab import colourfulness, gray_of, lightness, rgb_to_lab
+    from retouch.quality import ab_error
 
     grays = [gray_of(lightness(c)) for c in clean]
     true_ab = [rgb_to_lab(c)[..., 1:] for c in clean]
 
-    def ab_error(out: list[np.ndarray]) -> float:
-        return float(np.mean([np.hypot(*(rgb_to_lab(o)[..., 1:] - t).transpose(2, 0, 1)).mean()
-                              for o, t in zip(out, true_ab, strict=True)]))
+    def mean_ab_error(out: list[np.ndarray]) -> float:
+        return float(np.mean([ab_error(o, t) for o, t in zip(out, true_ab, strict=True)]))
 
-    base = ab_error(grays)
+    base = mean_ab_error(grays)
     print(f"\ncolorize: {len(clean)} crops reduced to L*; originals' colourfulness "
           f"{np.mean([colourfulness(c) for c in clean]):.1f}")
     print(f"  {'method':44} {'ab error':>8} {'vs gray':>8} {'colourful':>9} {'max dL*':>8} {'s/MP':>7}")
@@ -472,7 +472,7 @@ def bench_colorize(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
         start = time.perf_counter()
         out = [fn(i) for i in range(len(grays))]
         seconds = time.perf_counter() - start
-        err = ab_error(out)
+        err = mean_ab_error(out)
         shift = max(float(np.abs(lightness(o) - lightness(g)).max()) for o, g in zip(out, grays, strict=True))
         name = f"retouch-colorize {prec}, vividness {vividness}{' --ensemble' if ensemble else ''}"
         print(f"  {name:44} {err:8.2f} {err / base - 1:+7.1%} {np.mean([colourfulness(o) for o in out]):9.1f} "

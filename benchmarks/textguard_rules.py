@@ -44,13 +44,10 @@ class Line:
 def read_line(base: np.ndarray, out: np.ndarray, box: tg.Box) -> Line:
     """Every crop of the guard's two sets around the line's estimated ink box, read in both images."""
     ink = tg.tight(box)
-    cuts = [tg.padded(b, max(1, round(m * (b[3] - b[1]))), out.shape)
-            for moves, margins in tg.CROP_SETS for b in tg.shifted(ink, moves) for m in margins]
-    posteriors = tg.ocr().posteriors([base[y0:y1, x0:x1] for x0, y0, x1, y1 in cuts] +
-                                     [out[y0:y1, x0:x1] for x0, y0, x1, y1 in cuts])
-    candidates = sorted({p.text for p in posteriors})
-    index = tg.ocr().index
-    ll = tg.log_likelihoods(posteriors, [[index[ch] for ch in c if ch in index] for c in candidates])
+    cuts = [cut for moves, margins in tg.CROP_SETS for cut in tg.cuts_around(tg.shifted(ink, moves), margins,
+                                                                            out.shape)]
+    before_side, after_side, candidates, ll = tg.read_cuts(base, out, cuts)
+    posteriors = before_side + after_side
     shape = (2, len(tg.CROP_SETS), len(cuts) // len(tg.CROP_SETS))
     return Line(box, candidates, ll.astype(np.float32).reshape(*shape, len(candidates)),
                 np.array([p.text for p in posteriors], dtype=object).reshape(shape),
@@ -58,17 +55,13 @@ def read_line(base: np.ndarray, out: np.ndarray, box: tg.Box) -> Line:
 
 
 def reading(line: Line, sets: list[int]) -> tg.TextFlag:
-    """Both images' readings from the crops of `sets`, as textguard.read_box decides them."""
-    texts = line.texts[:, sets]
-    own = sorted(set(texts.ravel()))
+    """Both images' readings from the crops of `sets`, decided as textguard.read_box decides them (among the
+    strings those crops read)."""
+    own = sorted(set(line.texts[:, sets].ravel()))
     columns = [line.candidates.index(t) for t in own]
     ll = line.ll[:, sets][..., columns].reshape(2, -1, len(columns)).mean(axis=1)
-    before, after = int(ll[0].argmax()), int(ll[1].argmax())
-    evidence = 0.0
-    if not tg.same_text(own[before], own[after]):
-        evidence = float(ll[0, before] - ll[0, after] + ll[1, after] - ll[1, before])
     scores = line.scores[:, sets].reshape(2, -1).mean(axis=1)
-    return tg.TextFlag(line.box, own[before], own[after], float(scores[0]), float(scores[1]), evidence)
+    return tg.decide(line.box, own, ll[0], ll[1], float(scores[0]), float(scores[1]))
 
 
 def vote(line: Line) -> float:

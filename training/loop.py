@@ -109,18 +109,18 @@ def train(model: torch.nn.Module, make_batch: Callable[[], Batch], *, lr: float,
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
-    step, elapsed = 0, 0.0
-    average = WeightAverage(model, ema) if ema else None
+    step, elapsed, ckpt = 0, 0.0, {}
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         step, elapsed = ckpt["step"], ckpt["elapsed"]
-        if average is not None:
-            average.shadow = ckpt.get("ema") or WeightAverage(model, ema).shadow
         if on_resume:
             on_resume(step)
         print(f"resumed at step {step}, {elapsed / 60:.1f} min")
+    average = WeightAverage(model, ema) if ema else None  # from the resumed weights, or the saved average
+    if average is not None and "ema" in ckpt:
+        average.shadow = ckpt["ema"]
     budget = minutes * 60
     use_bf16 = device.type == "cuda" or cpu_has_bf16()
     last_ckpt = time.monotonic()

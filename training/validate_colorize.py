@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 from retouch.ops.lab import colourfulness, fit_chroma, gray_of, lightness, rgb_to_lab
+from retouch.quality import ab_error
 from retouch.tasks.colorize import TYPICAL_CHROMA
 from validation import start, validation_crops
 
 SEED = 3000  # the training script seeds its crops from small numbers: far below this
 COLOR_LINES = (((2,), "close-ups: photos at 1/2"), ((5,), "scenes: photos at 1/5"))
 VIVIDNESS = (0.5, 1.0)
-
-
-def ab_error(rgb: np.ndarray, true_ab: np.ndarray) -> float:
-    """Mean Euclidean a*b* distance per pixel, as benchmarks/quality.py measures it."""
-    return float(np.hypot(*(rgb_to_lab(rgb)[..., 1:] - true_ab).transpose(2, 0, 1)).mean())
 
 
 def main() -> None:

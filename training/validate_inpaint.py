@@ -30,8 +30,8 @@ def main() -> None:
         for spec in specs:
             model = engine.get(spec)
             fills[f"{spec.name} ({model.dtype})"] = [
-                engine.run(model, np.concatenate([start, hole[:, :, None].astype(np.float32)], 2))[0]
-                for start, hole in zip(fills["OpenCV Telea"], holes, strict=True)]
+                engine.run(model, np.concatenate([telea_fill, hole[:, :, None].astype(np.float32)], 2))[0]
+                for telea_fill, hole in zip(fills["OpenCV Telea"], holes, strict=True)]
         print(f"  {label} (damaged pixels {np.mean([m.mean() for _, _, m in cases]):.2%}):")
         for name, filled in fills.items():
             scores = [psnr(damaged + feather(hole)[:, :, None] * (fill - damaged), base)

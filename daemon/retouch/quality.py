@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ops.lab import rgb_to_lab
+
 
 def to_y(rgb: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma on the 16..235 scale, the convention of SR papers (input: uint8 or float in [0, 1])."""
@@ -24,3 +26,9 @@ def psnr_y(a: np.ndarray, b: np.ndarray, border: int = 4) -> float:
     if border:
         ya, yb = ya[border:-border, border:-border], yb[border:-border, border:-border]
     return psnr(ya, yb)
+
+
+def ab_error(rgb: np.ndarray, true_ab: np.ndarray) -> float:
+    """Mean Euclidean distance per pixel between the CIELAB a*, b* of `rgb` (sRGB in [0, 1]) and `true_ab`
+    (H x W x 2): the colorize task's error."""
+    return float(np.hypot(*(rgb_to_lab(rgb)[..., 1:] - true_ab).transpose(2, 0, 1)).mean())

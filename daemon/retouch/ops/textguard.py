@@ -281,21 +281,40 @@ def read_box(base: np.ndarray, out: np.ndarray, box: Box, inks: list[Box],
              margins: tuple[float, ...] = MARGINS) -> TextFlag:
     """Both readings of one text line (BGR uint8 images of the same size), from crops around each box of `inks`
     (the text's estimated tight box; several when its place is known less exactly) with each of `margins`."""
-    cuts = [padded(ink, max(1, round(m * (ink[3] - ink[1]))), out.shape) for ink in inks for m in margins]
+    cuts = cuts_around(inks, margins, out.shape)
+    before_side, after_side, candidates, ll = read_cuts(base, out, cuts)
+    return decide(box, candidates, ll[:len(cuts)].mean(axis=0), ll[len(cuts):].mean(axis=0),
+                  float(np.mean([p.score for p in before_side])), float(np.mean([p.score for p in after_side])))
+
+
+def cuts_around(inks: list[Box], margins: tuple[float, ...], shape: tuple[int, ...]) -> list[Box]:
+    """Each box of `inks` extended by each of `margins` (shares of its height, at least 1 px), within `shape`."""
+    return [padded(ink, max(1, round(m * (ink[3] - ink[1]))), shape) for ink in inks for m in margins]
+
+
+def read_cuts(base: np.ndarray, out: np.ndarray, cuts: list[Box]
+              ) -> tuple[list[Posterior], list[Posterior], list[str], np.ndarray]:
+    """The same cuts read in both images: each side's posteriors, the candidate strings (any cut's greedy reading,
+    from either image) and their CTC log-likelihoods, a (2 x len(cuts)) x candidates array, conservative side
+    first."""
     posteriors = ocr().posteriors([base[y0:y1, x0:x1] for x0, y0, x1, y1 in cuts] +
                                   [out[y0:y1, x0:x1] for x0, y0, x1, y1 in cuts])
-    before_side, after_side = posteriors[:len(cuts)], posteriors[len(cuts):]
     candidates = sorted({p.text for p in posteriors})
     index = ocr().index
     ll = log_likelihoods(posteriors, [[index[ch] for ch in c if ch in index] for c in candidates])
-    ll_before = dict(zip(candidates, ll[:len(cuts)].mean(axis=0), strict=True))
-    ll_after = dict(zip(candidates, ll[len(cuts):].mean(axis=0), strict=True))
-    before, after = max(candidates, key=ll_before.__getitem__), max(candidates, key=ll_after.__getitem__)
+    return posteriors[:len(cuts)], posteriors[len(cuts):], candidates, ll
+
+
+def decide(box: Box, candidates: list[str], ll_before: np.ndarray, ll_after: np.ndarray, before_score: float,
+           after_score: float) -> TextFlag:
+    """Each image's reading: the candidate with the highest mean log-likelihood over its cuts (`ll_before`,
+    `ll_after`, one per candidate); the evidence, when they differ, is how much less likely each image finds the
+    other's reading."""
+    b, a = int(np.argmax(ll_before)), int(np.argmax(ll_after))
     evidence = 0.0
-    if not same_text(before, after):
-        evidence = ll_before[before] - ll_before[after] + ll_after[after] - ll_after[before]
-    return TextFlag(box, before.strip(), after.strip(), float(np.mean([p.score for p in before_side])),
-                    float(np.mean([p.score for p in after_side])), evidence)
+    if not same_text(candidates[b], candidates[a]):
+        evidence = float(ll_before[b] - ll_before[a] + ll_after[a] - ll_after[b])
+    return TextFlag(box, candidates[b].strip(), candidates[a].strip(), before_score, after_score, evidence)
 
 
 def read_line(base: np.ndarray, out: np.ndarray, box: Box) -> TextFlag:
