@@ -31,6 +31,19 @@ def add_common_args(parser: argparse.ArgumentParser, *, minutes: float, batch: i
     parser.add_argument("--init", type=Path, default=None,
                         help="start from these weights (a .safetensors of this net), for a fine-tune")
     add_ema_arg(parser)
+    add_start_after_arg(parser)
+
+
+def add_start_after_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start-after", type=Path,
+                        help="load the data, then wait for this file to exist before training (runs sharing a GPU "
+                             "start together, after its benchmark)")
+
+
+def wait_for_start(flag: Path | None) -> None:
+    """Block until `flag` exists (no flag: return at once)."""
+    while flag is not None and not flag.exists():
+        time.sleep(1)
 
 
 def add_ema_arg(parser: argparse.ArgumentParser) -> None:

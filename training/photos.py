@@ -137,6 +137,7 @@ def add_photo_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photo-set", choices=sorted(PHOTO_SETS), default="v2",
                         help="training photos: v1 = the 21 GPL-2+ wallpapers, v2 = v1 + 14 Lomiri photographs, "
                              "v3 = v2 + 14 Budgie photographs")
+    parser.add_argument("--skimage-dir", type=Path, help="a copy of scikit-image's images (default: its package)")
 
 
 # scikit-image's bundled photographs and textures (several grayscale): texture the wallpapers lack. Used by the

@@ -23,7 +23,7 @@ import random
 from pathlib import Path
 
 import torch
-from loop import add_common_args, export_weights, load_weights, train
+from loop import add_common_args, export_weights, load_weights, train, wait_for_start
 from photos import add_photo_args, ensure_photos, skimage_paths, train_paths
 from retouch.tasks.colorize import TYPICAL_CHROMA
 from spandrel.architectures.DRUNet import DRUNet
@@ -85,7 +85,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
     photos = train_paths(ensure_photos(args.photos), args.photo_set)
-    colour = [p for p in skimage_paths() if p.name in COLOUR_SKIMAGE]
+    colour = [p for p in skimage_paths(args.skimage_dir) if p.name in COLOUR_SKIMAGE]
     pools = tuple(load_pool(paths, factors=factors)
                   for paths, factors in ((photos, (4, 6, 8)), (photos, args.close_factors), (colour, (1,))))
     device = torch.device(args.device)
@@ -94,6 +94,7 @@ def main() -> None:
     if args.init is not None:
         load_weights(model, args.init)
     model = model.to(device).to(memory_format=torch.channels_last)
+    wait_for_start(args.start_after)
 
     def on_resume(step: int) -> None:
         rng.seed(args.seed + step)

@@ -122,7 +122,7 @@ def main() -> None:
     channels = args.channels or ([16, 32, 64, 128] if args.net == "detect" else [24, 48, 96, 192])
     photos = train_paths(ensure_photos(args.photos), args.photo_set)
     pools = tuple(load_pool(paths, factors=factors)
-                  for paths, factors in ((photos, (2, 3)), (photos, (1,)), (skimage_paths(), (1,))))
+                  for paths, factors in ((photos, (2, 3)), (photos, (1,)), (skimage_paths(args.skimage_dir), (1,))))
     device = torch.device(args.device)
     model = build(args.net, channels, args.depth)
     if args.init is not None:

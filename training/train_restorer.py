@@ -28,12 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import time
 from pathlib import Path
 
 import torch
 from degradations import BLUR_HINTS, KernelBank, random_blur, random_noise
-from loop import add_ema_arg, load_weights, train
+from loop import add_ema_arg, add_start_after_arg, load_weights, train, wait_for_start
 from photos import add_photo_args, ensure_photos, skimage_paths, train_paths
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
@@ -137,8 +136,7 @@ def main() -> None:
     parser.add_argument("--channels", type=lambda v: [int(c) for c in v.split(",")],
                         help="drunet: the four levels' channels, e.g. 64,96,128,160 (default: width x1,2,4,8)")
     parser.add_argument("--init-weights", type=Path, help="start from these weights of the same architecture")
-    parser.add_argument("--start-after", type=Path,
-                        help="load the data, then wait for this file to exist before training (shares a GPU)")
+    add_start_after_arg(parser)
     parser.add_argument("--size", type=int, default=96, help="crop size")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -146,7 +144,6 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_photo_args(parser)
     add_ema_arg(parser)
-    parser.add_argument("--skimage-dir", type=Path, help="a copy of scikit-image's images (default: its package)")
     parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default training/runs/TASK)")
     parser.add_argument("--out", type=Path, required=True, help="final weights (.safetensors, stored as fp16)")
     parser.add_argument("--seed", type=int, default=0)
@@ -179,9 +176,7 @@ def main() -> None:
             load_weights(model, args.init_weights)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if args.start_after:
-        while not args.start_after.exists():
-            time.sleep(1)
+    wait_for_start(args.start_after)
 
     def on_resume(step: int) -> None:
         rng.seed(args.seed + step)
