@@ -81,6 +81,15 @@ def main() -> None:
     panel("sharpen-motion", [("camera shake 9 px", shaken),
                              ("--task sharpen --blur motion", run(client, "sharpen", shaken, blur="motion")),
                              ("original", dune)], dune)
+    lamp = path.copy()  # a dark corner with one small lamp: the point of light --blur-trace reads the shake from
+    lamp[206:256, 0:50] = 0.08
+    lamp[232, 25] = 1.0
+    kernel = motion_kernel(11, random.Random(7))
+    shook = blur(torch.from_numpy(lamp).permute(2, 0, 1)[None], kernel)[0].permute(1, 2, 0).numpy()
+    shook = np.clip(shook + np.random.default_rng(11).normal(0, 2 / 255, shook.shape), 0, 1).astype(np.float32)
+    panel("sharpen-trace", [("camera shake 11 px, a lamp", shook), ("--task sharpen", run(client, "sharpen", shook)),
+                            ("--blur-trace 7,214,36,36", run(client, "sharpen", shook, blur_trace="7,214,36,36")),
+                            ("original", lamp)], lamp)
 
     cast = linear_to_srgb(np.clip(srgb_to_linear(evening) * np.array([1.25, 1.0, 0.7]) * 0.5, 0, 1))
     panel("tone", [("warm cast, -1 EV", cast), ("--task tone", run(client, "tone", cast)), ("original", evening)],

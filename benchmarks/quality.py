@@ -4,7 +4,8 @@
   the true sigma) and OpenCV fastNlMeansDenoisingColored (its best h of a sweep on this very set, which favours it).
 - sharpen: Gaussian blur sigma = 1.6 and random camera-shake kernels of 5-15 px, each plus noise sigma = 2; ours
   (blind and with the blur hint) vs an unsharp mask and a Wiener deconvolution that knows the kernel (both with the
-  best setting of a sweep on this very set).
+  best setting of a sweep on this very set); and our deconvolution given the true kernel (`--blur-trace`'s core:
+  plug-and-play with our denoiser, `retouch/ops/deconvolve.py`), what a perfect trace would give.
 - tone: white balance angular error (degrees) of each estimator on photos with synthetic colour casts; exposure
   error (EV) after auto exposure on photos shifted by -2..+1 EV, and the pixels it newly clips.
 - post: colour drift (mean CIELAB Delta E against the source) with colour fix none / wavelet / adain.
@@ -53,6 +54,7 @@ from retouch.engine import Engine  # noqa: E402
 from retouch.engine.registry import resolve  # noqa: E402
 from retouch.ops import tone  # noqa: E402
 from retouch.ops.colorfix import color_fix  # noqa: E402
+from retouch.ops.deconvolve import deconvolve  # noqa: E402
 from retouch.ops.noise import estimate_sigma  # noqa: E402
 from retouch.pipeline import run_pipeline  # noqa: E402
 from retouch.pixels import WorkImage, linear_to_srgb, srgb_to_linear  # noqa: E402
@@ -295,6 +297,18 @@ def bench_sharpen(clean: list[np.ndarray], engines: dict[str, Engine]) -> None:
         sharpen_table(title, kind, clean, blurred, kernels, engines)
 
 
+def true_kernel_deconvolution(engine: Engine, blurred: list[np.ndarray],
+                              kernels: list[np.ndarray]) -> Callable[[int], np.ndarray]:
+    """`--blur-trace`'s deconvolution (our denoiser as the prior), given the true kernel instead of a trace."""
+    spec = resolve("retouch-denoise")
+    model = engine.get(spec)
+
+    def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
+        return engine.run(model, x, condition=sigma * spec.condition_scale)[0]
+
+    return lambda i: deconvolve(blurred[i], kernels[i].astype(np.float64), estimate_sigma(blurred[i]), denoise)
+
+
 def sharpen_table(title: str, kind: str, clean: list[np.ndarray], blurred: list[np.ndarray],
                   kernels: list[np.ndarray], engines: dict[str, Engine]) -> None:
     table = Table(title, clean)
@@ -308,10 +322,14 @@ def sharpen_table(title: str, kind: str, clean: list[np.ndarray], blurred: list[
     table.add(f"retouch-sharpen fp32, --blur {kind}", task_fn(engines["fp32"], "sharpen", blurred, blur=kind))
     table.add(f"retouch-sharpen fp32, --blur {kind} --ensemble",
               task_fn(engines["fp32"], "sharpen", blurred, blur=kind, ensemble=True))
+    prec = "bf16" if "bf16" in engines else "fp32"
+    table.add(f"deconvolution {prec}, true kernel", true_kernel_deconvolution(engines[prec], blurred, kernels))
     table.print()
     base = table.rows[0][1]
     ours = next(r for r in table.rows if r[0] == "retouch-sharpen fp32, blind")
     print(f"  ours blind fp32 gain over the blurred input: {ours[1] - base:+.2f} dB")
+    print(f"  deconvolution given the true kernel: {table.rows[-1][1] - base:+.2f} dB (what --blur-trace gives from a "
+          "perfect trace)")
 
 
 # ---- tone ---------------------------------------------------------------------------------------------------------

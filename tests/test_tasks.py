@@ -173,6 +173,81 @@ def test_sharpen_blur_hint_is_accepted_and_echoed(client: Client, blur: str) -> 
     assert result.info["params"]["blur"] == blur
 
 
+# ---- sharpen with a blur trace -------------------------------------------------------------------------------------
+def shake_kernel() -> np.ndarray:
+    """A camera shake of about 11 px along an S-shaped path, point-symmetric about the grid's centre so that its
+    centre of mass is the centre (21 x 21, sums to 1)."""
+    canvas = np.zeros((21 * 8, 21 * 8), np.float32)
+    points = [(int(8 * (10.5 + t)), int(8 * (10.5 + 0.03 * t**3))) for t in np.linspace(-5, 5, 11)]
+    for a, b in zip(points, points[1:], strict=False):
+        cv2.line(canvas, a, b, 1.0, 8, cv2.LINE_AA)
+    kernel = cv2.resize(canvas, (21, 21), interpolation=cv2.INTER_AREA)
+    return kernel / kernel.sum()
+
+
+LAMP_BOX = (7, 86, 36, 36)  # x, y, w, h: inside the dark corner, around its lamp, in the 128 px test pictures
+
+
+def shaken_with_a_lamp(clean: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the clean picture with a dark corner holding a one-pixel lamp, that picture shaken by shake_kernel plus
+    sensor noise sigma 2 of 255), both u8."""
+    sharp = to_float(clean)
+    sharp[78:128, 0:50] = 0.1
+    sharp[104, 25] = 1.0
+    shaken = cv2.filter2D(sharp, -1, shake_kernel()[::-1, ::-1].copy(), borderType=cv2.BORDER_REFLECT)
+    noisy = shaken + np.random.default_rng(seed).normal(0.0, 2 / 255, shaken.shape).astype(np.float32)
+    return to_u8(sharp), to_u8(noisy)
+
+
+@pytest.mark.slow
+def test_sharpen_with_a_blur_trace_deconvolves_camera_shake_far_better_than_blind(client: Client) -> None:
+    trace = ",".join(map(str, LAMP_BOX))
+    for i, name in enumerate(("path-0.png", "eveningglow-4.png")):
+        sharp, shaken = shaken_with_a_lamp(crop_u8(name), seed=i)
+        blind, _ = run(client, "sharpen", shaken)
+        out, result = run(client, "sharpen", shaken, params={"blur_trace": trace})
+        base = psnr_y(shaken, sharp)
+        gain, blind_gain = psnr_y(out, sharp) - base, psnr_y(blind, sharp) - base
+        assert gain > 3.0 and gain > blind_gain + 1.0, f"{name}: trace {gain:+.2f} dB, blind {blind_gain:+.2f} dB"
+        info = result.info
+        assert (info["model"], info["blur"], info["blur_trace"]) == ("retouch-denoise", "trace", list(LAMP_BOX))
+        assert info["iterations"] == 8 and info["kernel_size"] == 37 and 1.0 < info["noise_level"] < 3.5
+
+
+def test_the_blur_trace_is_the_kernel_the_lamp_drew() -> None:
+    from retouch.ops.deconvolve import kernel_from_trace
+
+    _, shaken = shaken_with_a_lamp(crop_u8("path-0.png"), seed=0)
+    found = kernel_from_trace(to_float(shaken), LAMP_BOX)
+    truth = np.zeros_like(found)
+    truth[8:29, 8:29] = shake_kernel()
+    assert found.shape == (37, 37) and abs(found.sum() - 1.0) < 1e-9
+    assert float(np.abs(found - truth).sum()) < 0.45  # L1 of two kernels: 0 same, 2 disjoint
+    assert np.corrcoef(found.ravel(), truth.ravel())[0, 1] > 0.9
+
+
+def test_blur_trace_with_a_model_that_is_no_noise_conditioned_denoiser_is_refused(client: Client) -> None:
+    img = shaken_with_a_lamp(crop_u8("path-0.png"), seed=0)[1]
+    expect_bad_request(client, "sharpen", "blur_trace", "retouch-sharpen", "noise-level-conditioned", image=img,
+                       params={"blur_trace": ",".join(map(str, LAMP_BOX))}, model="retouch-sharpen")
+
+
+@pytest.mark.parametrize(
+    ("trace", "words"),
+    [
+        ("7,86,36", ("blur_trace", "x,y,w,h", "'7,86,36'")),
+        ("a,b,c,d", ("blur_trace", "four integers")),
+        ("0,0,120,20", ("120x20", "3..99")),
+        ("0,0,2,20", ("2x20", "3..99")),
+        ("100,100,40,40", ("100,100,40,40", "not inside", "128x128")),
+        ("60,4,30,30", ("60,4,30,30", "no point of light")),
+    ],
+)
+def test_bad_blur_traces_are_named(client: Client, trace: str, words: tuple[str, ...]) -> None:
+    flat = np.full((128, 128, 3), 120, np.uint8)
+    expect_bad_request(client, "sharpen", *words, image=flat, params={"blur_trace": trace})
+
+
 # ---- tone ----------------------------------------------------------------------------------------------------------
 def cast_and_darken(rgb: np.ndarray, cast: np.ndarray, ev: float) -> np.ndarray:
     lin = srgb_to_linear(to_float(rgb)) * (cast * 2.0**ev).astype(np.float32)
@@ -444,6 +519,19 @@ def test_cli_param_and_auto(client: Client, tmp_path: Path) -> None:
     assert summary["params"]["auto_white_balance"] is True
     summary = one_json(retouch("enhance", src, "-o", tmp_path / "c.png", "--task", "tone", "--no-exposure", "--json"))
     assert summary["params"]["exposure"] is False and summary["params"]["white_balance"] is True
+
+
+def test_cli_sharpen_with_a_blur_trace(client: Client, tmp_path: Path) -> None:
+    _, shaken = shaken_with_a_lamp(crop_u8("path-1.png"), seed=3)
+    src, dst = tmp_path / "shaken.png", tmp_path / "sharp.png"
+    write_image(src, shaken)
+    summary = one_json(retouch("enhance", src, "-o", dst, "--task", "sharpen", "--blur-trace", "7,86,36,36", "--json"))
+    assert summary["params"]["blur_trace"] == "7,86,36,36" and summary["model"] == "retouch-denoise"
+    expected, _ = run(client, "sharpen", shaken, params={"blur_trace": "7,86,36,36"})
+    assert np.array_equal(read_image(dst).pixels, expected)  # the same job as through the client
+    proc = retouch("enhance", src, "-o", tmp_path / "bad.png", "--task", "sharpen", "--blur-trace", "60,4,30,30")
+    assert proc.returncode != 0 and "no point of light" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "bad.png").exists()
 
 
 def test_cli_bad_noise_level_is_a_usage_error(client: Client, tmp_path: Path) -> None:

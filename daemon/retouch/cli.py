@@ -81,9 +81,9 @@ def _serve_detached(args: argparse.Namespace) -> int:
 
 # ---- image <-> wire ------------------------------------------------------------------------------------------
 # CLI flag -> task parameter; only flags the user gave are sent, so the daemon names any that the task lacks.
-PARAM_FLAGS = ("scale", "noise_level", "blur", "ensemble", "exposure", "white_balance", "detect", "sensitivity", "grow",
-               "inpainter", "mask_is", "vividness", "auto_exposure", "auto_white_balance", "strength", "grain",
-               "grain_seed", "color_fix", "face_strength", "text_guard", "protect_text")
+PARAM_FLAGS = ("scale", "noise_level", "blur", "blur_trace", "ensemble", "exposure", "white_balance", "detect",
+               "sensitivity", "grow", "inpainter", "mask_is", "vividness", "auto_exposure", "auto_white_balance",
+               "strength", "grain", "grain_seed", "color_fix", "face_strength", "text_guard", "protect_text")
 
 
 def _number_or_auto(text: str) -> float | str:
@@ -460,6 +460,9 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-level", type=_number_or_auto,
                    help="denoise: noise standard deviation on the 0..255 scale, or auto (default)")
     p.add_argument("--blur", choices=("auto", "defocus", "motion"), help="sharpen: the kind of blur (default auto)")
+    p.add_argument("--blur-trace", metavar="X,Y,W,H",
+                   help="sharpen: a small box (px) around one blurred point of light; its trace is the blur kernel and "
+                        "the image is deconvolved with it instead of run through the model")
     p.add_argument("--ensemble", action="store_const", const=True,
                    help="upscale, denoise, sharpen, colorize: average 8 flipped and turned passes (8x slower, a "
                         "little cleaner); restore: the damage detector's")

@@ -3,6 +3,10 @@
 The builtin model is a DRUNet (a U-Net of residual blocks whose receptive field spans camera shake) whose extra
 input channel is a blur hint: `auto` (blind), `defocus` or `motion`. It was trained on both kinds of blur with
 mild noise, half the time with the true hint and half blind. Models without a hint channel run with `auto` only.
+
+`blur_trace` (x,y,w,h of a small region around one blurred point of light) takes the blur kernel from the picture
+itself and deconvolves the whole image with it, the denoiser as the prior (`ops/deconvolve.py`), instead of running
+the sharpening model: far stronger where the blur is one camera shake over the whole frame.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadRequest
+from ..ops.deconvolve import deconvolve, kernel_from_trace, parse_trace_box
+from ..ops.noise import estimate_sigma
 from ..pixels import WorkImage
 from .base import MODEL_TASK_PARAMS, Param, Task, TaskContext, TaskResult, check_restorer, load_for, run_info, run_tiles
 
@@ -22,12 +28,17 @@ class Sharpen(Task):
     name = "sharpen"
     label = "Sharpen / deblur"
     description = "Recover defocus and camera-shake blur without halos."
-    params = (Param("blur", "str", "auto", "kind of blur, when known", choices=tuple(BLUR_HINTS)), *MODEL_TASK_PARAMS)
+    params = (Param("blur", "str", "auto", "kind of blur, when known", choices=tuple(BLUR_HINTS)),
+              Param("blur_trace", "str", "", "x,y,w,h (px) of a small region around one blurred point of light: its "
+                    "trace is the blur kernel, and the image is deconvolved with it (empty: the sharpening model)"),
+              *MODEL_TASK_PARAMS)
 
     def default_model(self, params: dict[str, Any]) -> str:
         return "retouch-sharpen"
 
     def run(self, ctx: TaskContext, image: WorkImage, mask: np.ndarray | None, params: dict[str, Any]) -> TaskResult:
+        if params["blur_trace"]:
+            return self.deconvolve(ctx, image, params)
         spec, model = load_for(ctx, self.default_model(params))
         check_restorer(spec, model)
         if model.condition == "blur_hint":
@@ -40,3 +51,30 @@ class Sharpen(Task):
         ctx.progress(1.0, "done")
         info = dict(run_info(spec, run), blur=params["blur"])
         return TaskResult(WorkImage(np.ascontiguousarray(out, np.float32), image.alpha, image.gray), info)
+
+    def deconvolve(self, ctx: TaskContext, image: WorkImage, params: dict[str, Any]) -> TaskResult:
+        """The image deconvolved by the kernel its blur trace draws, a noise-conditioned denoiser as the prior."""
+        box = parse_trace_box(params["blur_trace"], image.color.shape)
+        kernel = kernel_from_trace(image.color, box)
+        spec, model = load_for(ctx, "retouch-denoise")
+        if model.condition != "noise_sigma":
+            raise BadRequest(f"blur_trace deconvolves with a noise-level-conditioned denoiser as the prior (such as "
+                             f"retouch-denoise); model {spec.name} ({model.architecture}) is not one")
+        ctx.progress(0.02, "estimating noise")
+        noise = estimate_sigma(image.color)
+        runs = []
+
+        def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
+            ctx.check_cancel()
+            out, run = ctx.engine.run(model, x, tile=ctx.tile, condition=sigma * spec.condition_scale)
+            runs.append(run)
+            return out
+
+        def on_step(done: int, total: int) -> None:
+            ctx.progress(0.05 + 0.9 * done / total, f"deconvolving, step {done}/{total}")
+
+        out = deconvolve(image.color, kernel, noise, denoise, on_step)
+        ctx.progress(1.0, "done")
+        info = dict(run_info(spec, runs[-1]), blur="trace", blur_trace=list(box), kernel_size=kernel.shape[0],
+                    noise_level=round(noise * 255, 2), iterations=len(runs))
+        return TaskResult(WorkImage(out, image.alpha, image.gray), info)
