@@ -214,6 +214,19 @@ def test_sharpen_with_a_blur_trace_deconvolves_camera_shake_far_better_than_blin
         assert info["iterations"] == 8 and info["kernel_size"] == 37 and 1.0 < info["noise_level"] < 3.5
 
 
+def test_a_blur_trace_clipped_at_white_is_used_and_noted(client: Client) -> None:
+    sharp = to_float(crop_u8("path-0.png"))
+    sharp[78:128, 0:50] = 0.1
+    sharp[104, 25] = 40.0  # a lamp far brighter than white: even its trace saturates
+    shaken = to_u8(cv2.filter2D(sharp, -1, shake_kernel()[::-1, ::-1].copy(), borderType=cv2.BORDER_REFLECT))
+    assert (shaken[86:122, 7:43] == 255).any()
+    _, result = run(client, "sharpen", shaken, params={"blur_trace": ",".join(map(str, LAMP_BOX))})
+    assert "clipped at white" in result.info["note"] and result.info["blur"] == "trace"
+    _, unclipped = run(client, "sharpen", shaken_with_a_lamp(crop_u8("path-0.png"), seed=0)[1],
+                       params={"blur_trace": ",".join(map(str, LAMP_BOX))})
+    assert "note" not in unclipped.info
+
+
 def test_the_blur_trace_is_the_kernel_the_lamp_drew() -> None:
     from retouch.ops.deconvolve import kernel_from_trace
 

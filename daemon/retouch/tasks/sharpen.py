@@ -22,6 +22,7 @@ from ..pixels import WorkImage
 from .base import MODEL_TASK_PARAMS, Param, Task, TaskContext, TaskResult, check_restorer, load_for, run_info, run_tiles
 
 BLUR_HINTS = {"auto": 0.0, "defocus": 0.25, "motion": 0.5}  # values of the builtin model's conditioning channel
+CLIPPED = 254.5 / 255  # a trace pixel this bright (any channel) has lost its true value at white
 
 
 class Sharpen(Task):
@@ -77,4 +78,9 @@ class Sharpen(Task):
         ctx.progress(1.0, "done")
         info = dict(run_info(spec, runs[-1]), blur="trace", blur_trace=list(box), kernel_size=kernel.shape[0],
                     noise_level=round(noise * 255, 2), iterations=len(runs))
+        x, y, w, h = box
+        clipped = int((image.color[y:y + h, x:x + w].max(axis=2) >= CLIPPED).sum())
+        if clipped:
+            info["note"] = (f"the light is clipped at white in {clipped} px of the blur trace: the kernel is flatter "
+                            "there than the shake was; a fainter light gives a truer one")
         return TaskResult(WorkImage(out, image.alpha, image.gray), info)
