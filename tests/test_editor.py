@@ -99,3 +99,17 @@ def test_model_summary_names_task_scale_architecture_size_and_licence() -> None:
     assert line == ("task upscale, x4, ESRGAN, 67.0 MB, licence: CC-BY-NC-SA-4.0, NON-COMMERCIAL, "
                     "from https://openmodeldb.info/models/4x-x")
     assert "commercial use: unknown" in editor.model_summary({"name": "y"})
+
+
+def test_options_text_is_typed_and_keeps_commas_inside_values() -> None:
+    assert editor.parse_options("noise_level=10 color_fix=wavelet auto_exposure=TRUE grain=0.25") == {
+        "noise_level": 10, "color_fix": "wavelet", "auto_exposure": True, "grain": 0.25}
+    assert editor.parse_options("noise-level=5,grain_seed=3") == {"noise_level": 5, "grain_seed": 3}
+    assert editor.parse_options("blur_trace=7,86,36,36 strength=0.5,") == {"blur_trace": "7,86,36,36", "strength": 0.5}
+    assert editor.parse_options("  ") == {}
+
+
+@pytest.mark.parametrize("text", ["noise_level", "=3", "blur_trace=7,86 36"])
+def test_options_that_are_no_pairs_are_named(text: str) -> None:
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        editor.parse_options(text)

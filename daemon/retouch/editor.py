@@ -166,6 +166,38 @@ def task_params(task: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def parse_options(text: str) -> dict[str, Any]:
+    """Task options as typed into an editor's text field, `noise_level=10 color_fix=wavelet auto_exposure=true
+    blur_trace=7,86,36,36`, -> typed values (integers, floats, booleans, strings). Pairs are separated by spaces or
+    commas; a comma that no NAME= follows belongs to the value (`blur_trace=7,86,36,36`). Raises ValueError naming a
+    piece that is no NAME=VALUE pair."""
+    items: list[str] = []
+    for word in text.split():
+        for i, piece in enumerate(p for p in word.split(",") if p):
+            if "=" in piece or i == 0:
+                items.append(piece)
+            else:
+                items[-1] += "," + piece
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"options must be NAME=VALUE pairs, got {item!r}")
+        out[name.replace("-", "_")] = _typed(raw)
+    return out
+
+
+def _typed(raw: str) -> Any:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
 def output_scale(task: dict[str, Any], params: dict[str, Any]) -> int:
     """How much bigger the result is than what was sent (the `scale` parameter of upscaling tasks)."""
     for p in task.get("params", []):

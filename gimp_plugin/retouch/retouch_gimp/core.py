@@ -87,31 +87,8 @@ def task_values(task: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """The PDB arguments that this task takes, plus the free-form options; unknown options are named."""
     takes = {p["name"] for p in task.get("params", [])}
     params = {k: v for k, v in values.items() if k in takes and k not in ("options",)}
-    params.update(editor.task_params(task, parse_options(str(values.get("options") or ""))))
+    params.update(editor.task_params(task, editor.parse_options(str(values.get("options") or ""))))
     return params
-
-
-def parse_options(text: str) -> dict[str, Any]:
-    """`noise_level=10 color_fix=wavelet auto_exposure=true` -> typed values (numbers, booleans, strings)."""
-    out: dict[str, Any] = {}
-    for item in text.replace(",", " ").split():
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            raise RetouchPluginError(f"options must be NAME=VALUE pairs, got {item!r}")
-        low = raw.lower()
-        value: Any = raw
-        if low in ("true", "false"):
-            value = low == "true"
-        else:
-            try:
-                value = int(raw)
-            except ValueError:
-                try:
-                    value = float(raw)
-                except ValueError:
-                    value = raw
-        out[name.replace("-", "_")] = value
-    return out
 
 
 def prepare(image: Any, drawable: Any, task: dict[str, Any], values: dict[str, Any]) -> Request:
