@@ -54,6 +54,8 @@ CASES: list[dict[str, Any]] = [
     {"name": "gray_denoise", "precision": "u8-non-linear", "base": "gray", "task": "denoise", "args": {}},
     {"name": "indexed_refused", "precision": "u8-non-linear", "indexed": True, "task": "denoise", "args": {}},
     {"name": "typo_refused", "precision": "u8-non-linear", "task": "denoise", "args": {"options": "noise_levl=3"}},
+    {"name": "blur_trace_refused", "precision": "u8-non-linear", "task": "sharpen",
+     "args": {"options": "blur_trace=10,10,30,30"}},
     {"name": "review_layer", "precision": "u8-non-linear", "task": "denoise", "selection": SELECTION,
      "args": {"review": True, "options": "noise_level=10"}},
     {"name": "unknown_task_refused", "precision": "u8-non-linear", "task": "paint", "args": {}},
@@ -197,6 +199,8 @@ def test_result_layer(case: dict, gimp_run: Path, e2e_daemon: Path) -> None:
 
 @pytest.mark.parametrize("name,words", [("indexed_refused", ["indexed", "RGB"]),
                                         ("typo_refused", ["noise_levl", "noise_level"]),
+                                        # the commas reach the daemon inside the value: the box is read, and refused
+                                        ("blur_trace_refused", ["blur_trace region 10,10,30,30", "no point of light"]),
                                         ("unknown_task_refused", ["'paint'", "upscale"]),
                                         ("colorize_gray_refused", ["Colorize", "grayscale", "Image > Mode > RGB"])])
 def test_bad_input_is_refused_with_a_reason(gimp_run: Path, name: str, words: list[str]) -> None:
