@@ -575,6 +575,7 @@ def test_cli_tasks_lists_the_tasks_and_their_parameters(client: Client) -> None:
     assert "auto|0..50" in flags["--noise-level"]
     assert "auto|defocus|motion" in flags["--blur"]
     assert "2|4" in flags["--scale"]
+    assert "point of light" in flags["--blur-trace"] and "default :" not in text  # an empty default is not shown
     for common in ("--strength", "--grain", "--grain-seed", "--color-fix", "--auto-exposure", "--auto-white-balance"):
         assert common in flags, text
     assert "none|wavelet|adain" in flags["--color-fix"]

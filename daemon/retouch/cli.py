@@ -352,7 +352,8 @@ def _param_line(p: dict[str, Any]) -> str:
         values = ("auto|" if p["allow_auto"] else "") + f"{_number(p['minimum'])}..{_number(p['maximum'])}"
     else:
         values = p["kind"]
-    return f"    {flag:22} {values:24} default {p['default']}: {p['help']}"
+    default = f"default {p['default']}: " if p["default"] not in ("", None) else ""  # an empty text: none
+    return f"    {flag:22} {values:24} {default}{p['help']}"
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
