@@ -113,3 +113,13 @@ def test_options_text_is_typed_and_keeps_commas_inside_values() -> None:
 def test_options_that_are_no_pairs_are_named(text: str) -> None:
     with pytest.raises(ValueError, match="NAME=VALUE"):
         editor.parse_options(text)
+
+
+def test_a_blur_trace_in_canvas_pixels_is_moved_into_the_sent_crop() -> None:
+    sent = Rect(100, 40, 300, 200)
+    moved = editor.canvas_params({"blur_trace": "150,60,30,30", "strength": 0.5}, sent)
+    assert moved == {"blur_trace": "50,20,30,30", "strength": 0.5}
+    assert editor.canvas_params({"strength": 1.0}, sent) == {"strength": 1.0}
+    assert editor.canvas_params({"blur_trace": "1,2,3"}, sent) == {"blur_trace": "1,2,3"}  # the daemon names it
+    with pytest.raises(ValueError, match="not inside the area sent"):
+        editor.canvas_params({"blur_trace": "90,60,30,30"}, sent)

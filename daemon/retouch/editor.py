@@ -166,6 +166,22 @@ def task_params(task: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def canvas_params(params: dict[str, Any], sent: Rect) -> dict[str, Any]:
+    """Task parameters that the user gives in canvas pixels (the document's or image's, as the editor's status bar
+    shows them) moved into the sent crop's: `blur_trace`'s x and y. A malformed value passes unchanged (the daemon
+    names what is wrong); a box outside the sent area raises ValueError saying so."""
+    value = params.get("blur_trace")
+    parts = value.split(",") if isinstance(value, str) else []
+    if len(parts) != 4 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        return params
+    x, y, w, h = (int(p) for p in parts)
+    if x < sent.x or y < sent.y or x + w > sent.x + sent.width or y + h > sent.y + sent.height:
+        raise ValueError(f"the blur_trace box {x},{y},{w},{h} (canvas pixels) is not inside the area sent "
+                         f"({sent.x},{sent.y},{sent.width},{sent.height}: the selection and its context, or the "
+                         "layer): select an area that holds the light too, or select nothing")
+    return dict(params, blur_trace=f"{x - sent.x},{y - sent.y},{w},{h}")
+
+
 def parse_options(text: str) -> dict[str, Any]:
     """Task options as typed into an editor's text field, `noise_level=10 color_fix=wavelet auto_exposure=true
     blur_trace=7,86,36,36`, -> typed values (integers, floats, booleans, strings). Pairs are separated by spaces or

@@ -103,6 +103,7 @@ def prepare(document: Any, node: Any, task: dict[str, Any], params: dict[str, An
     try:
         # a selection may reach past the layer's painted extent: it is taken on the whole canvas
         region = editor.job_region(layer_rect if sel_rect is None else canvas, sel_rect, padding)
+        task_values = editor.canvas_params(task_values, region.sent)
     except ValueError as exc:
         raise RetouchPluginError(str(exc)) from None
 

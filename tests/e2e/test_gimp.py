@@ -56,6 +56,8 @@ CASES: list[dict[str, Any]] = [
     {"name": "typo_refused", "precision": "u8-non-linear", "task": "denoise", "args": {"options": "noise_levl=3"}},
     {"name": "blur_trace_refused", "precision": "u8-non-linear", "task": "sharpen",
      "args": {"options": "blur_trace=10,10,30,30"}},
+    {"name": "blur_trace_outside_refused", "precision": "u8-non-linear", "task": "sharpen", "selection": SELECTION,
+     "args": {"options": "blur_trace=0,0,10,10"}},
     {"name": "review_layer", "precision": "u8-non-linear", "task": "denoise", "selection": SELECTION,
      "args": {"review": True, "options": "noise_level=10"}},
     {"name": "unknown_task_refused", "precision": "u8-non-linear", "task": "paint", "args": {}},
@@ -201,6 +203,9 @@ def test_result_layer(case: dict, gimp_run: Path, e2e_daemon: Path) -> None:
                                         ("typo_refused", ["noise_levl", "noise_level"]),
                                         # the commas reach the daemon inside the value: the box is read, and refused
                                         ("blur_trace_refused", ["blur_trace region 10,10,30,30", "no point of light"]),
+                                        # in image pixels, left of the selection plus its context
+                                        ("blur_trace_outside_refused", ["blur_trace box 0,0,10,10",
+                                                                        "not inside the area sent"]),
                                         ("unknown_task_refused", ["'paint'", "upscale"]),
                                         ("colorize_gray_refused", ["Colorize", "grayscale", "Image > Mode > RGB"])])
 def test_bad_input_is_refused_with_a_reason(gimp_run: Path, name: str, words: list[str]) -> None:

@@ -66,6 +66,9 @@ CASES: list[dict[str, Any]] = [
     {"name": "cmyk_refused", "depth": "U8", "color_model": "CMYKA", "task": "denoise", "params": {}},
     {"name": "gray_refused", "depth": "U8", "color_model": "GRAYA", "task": "denoise", "params": {}},
     {"name": "typo_refused", "depth": "U8", "task": "denoise", "params": {"noise_levl": 5}},
+    # a blur trace is given in document pixels; this one lies left of the selection plus its context
+    {"name": "blur_trace_outside_refused", "depth": "U8", "task": "sharpen", "params": {"blur_trace": "0,0,10,10"},
+     "selection": True},
 ]
 
 
@@ -208,7 +211,9 @@ def test_group_layer_uses_its_projection(krita_run) -> None:
 
 @pytest.mark.parametrize("name,words", [("cmyk_refused", ["RGB", "CMYKA", "nothing was changed"]),
                                         ("gray_refused", ["RGB", "GRAYA"]),
-                                        ("typo_refused", ["noise_levl", "noise_level"])])
+                                        ("typo_refused", ["noise_levl", "noise_level"]),
+                                        ("blur_trace_outside_refused", ["blur_trace box 0,0,10,10",
+                                                                        "not inside the area sent"])])
 def test_bad_input_is_refused_with_a_reason(krita_run, name: str, words: list[str]) -> None:
     out, _ = krita_run
     rep = report(out, name)

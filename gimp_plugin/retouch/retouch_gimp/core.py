@@ -111,6 +111,7 @@ def prepare(image: Any, drawable: Any, task: dict[str, Any], values: dict[str, A
     selection = selection_box(image)
     try:
         region = editor.job_region(layer_rect if selection is None else canvas, selection)
+        params = editor.canvas_params(params, region.sent)
     except ValueError as exc:
         raise RetouchPluginError(str(exc)) from None
     babl, dtype, transfer = pixel_format(image)
