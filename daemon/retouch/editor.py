@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .protocol import box_from_text
+
 CONTEXT_PADDING = 32  # pixels of context sent around a selection so the model sees what borders it
 PARAM_ALIASES = {"face-strength": "face_strength"}
 
@@ -170,11 +172,10 @@ def canvas_params(params: dict[str, Any], sent: Rect) -> dict[str, Any]:
     """Task parameters that the user gives in canvas pixels (the document's or image's, as the editor's status bar
     shows them) moved into the sent crop's: `blur_trace`'s x and y. A malformed value passes unchanged (the daemon
     names what is wrong); a box outside the sent area raises ValueError saying so."""
-    value = params.get("blur_trace")
-    parts = value.split(",") if isinstance(value, str) else []
-    if len(parts) != 4 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+    box = box_from_text(params.get("blur_trace"))
+    if box is None:
         return params
-    x, y, w, h = (int(p) for p in parts)
+    x, y, w, h = box
     if x < sent.x or y < sent.y or x + w > sent.x + sent.width or y + h > sent.y + sent.height:
         raise ValueError(f"the blur_trace box {x},{y},{w},{h} (canvas pixels) is not inside the area sent "
                          f"({sent.x},{sent.y},{sent.width},{sent.height}: the selection and its context, or the "

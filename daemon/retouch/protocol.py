@@ -130,6 +130,16 @@ class ImageSpec:
             )
 
 
+def box_from_text(value: Any) -> tuple[int, int, int, int] | None:
+    """A box parameter's wire form, 'x,y,w,h' (four integers, spaces allowed), -> (x, y, w, h); None when `value`
+    is not that (the caller names what is wrong)."""
+    parts = value.split(",") if isinstance(value, str) else []
+    if len(parts) != 4 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        return None
+    x, y, w, h = (int(p) for p in parts)
+    return x, y, w, h
+
+
 def mask_spec(width: int, height: int) -> ImageSpec:
     return ImageSpec(width, height, "u8", "GRAY", "srgb", 0)
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import BadRequest
+from ..protocol import box_from_text
 
 ITERATIONS = 8
 LAMBDA = 0.23  # weight of the prior against the data term (DPIR's for deblurring)
@@ -32,10 +33,10 @@ Box = tuple[int, int, int, int]
 
 def parse_trace_box(value: str, shape: tuple[int, ...]) -> Box:
     """'x,y,w,h' (px of the image sent) -> (x, y, w, h); BadRequest naming what is wrong."""
-    parts = [p.strip() for p in value.split(",")]
-    if len(parts) != 4 or not all(p.lstrip("-").isdigit() for p in parts):
+    box = box_from_text(value)
+    if box is None:
         raise BadRequest(f"parameter 'blur_trace' must be x,y,w,h in pixels (four integers), got {value!r}")
-    x, y, w, h = (int(p) for p in parts)
+    x, y, w, h = box
     lo, hi = TRACE_SIDES
     if not (lo <= w <= hi and lo <= h <= hi):
         raise BadRequest(f"blur_trace region is {w}x{h} px: each side must be {lo}..{hi} px (a small box around one "
@@ -100,12 +101,14 @@ def deconvolve(color: np.ndarray, kernel: np.ndarray, noise: float,
     noise = max(noise, MIN_NOISE)
     x = y.clone()
     sigmas = np.geomspace(START_SIGMA, min(noise, START_SIGMA), ITERATIONS)
+    otf_conj = otf.conj()
     for i, sigma in enumerate(sigmas):
         rho = LAMBDA * noise**2 / sigma**2
+        denominator = power + rho
         for c in range(x.shape[0]):  # a channel at a time: the transforms of a large picture are large
             fx = torch.fft.rfft2(x[c])
             filled = torch.where(inside, y[c], torch.fft.irfft2(otf * fx, s=(h, w)))
-            x[c] = torch.fft.irfft2((otf.conj() * torch.fft.rfft2(filled) + rho * fx) / (power + rho), s=(h, w))
+            x[c] = torch.fft.irfft2((otf_conj * torch.fft.rfft2(filled) + rho * fx) / denominator, s=(h, w))
         image = np.ascontiguousarray(x.clamp(0, 1).permute(1, 2, 0).numpy())
         x = torch.from_numpy(np.ascontiguousarray(denoise(image, float(sigma)).transpose(2, 0, 1), np.float32))
         if on_step is not None:
