@@ -28,6 +28,7 @@ from retouch.ops.tone import LUMA, angular_error
 from retouch.pixels import frame_to_array, linear_to_srgb, spec_for_array, srgb_to_linear
 from retouch.protocol import ImageSpec
 from retouch.quality import psnr_y
+from shaken_pictures import shake, shake_kernel, with_a_lamp
 
 HELDOUT = Path(__file__).parent / "data" / "heldout"
 CLI_TIMEOUT = 180
@@ -174,29 +175,13 @@ def test_sharpen_blur_hint_is_accepted_and_echoed(client: Client, blur: str) -> 
 
 
 # ---- sharpen with a blur trace -------------------------------------------------------------------------------------
-def shake_kernel() -> np.ndarray:
-    """A camera shake of about 11 px along an S-shaped path, point-symmetric about the grid's centre so that its
-    centre of mass is the centre (21 x 21, sums to 1)."""
-    canvas = np.zeros((21 * 8, 21 * 8), np.float32)
-    points = [(int(8 * (10.5 + t)), int(8 * (10.5 + 0.03 * t**3))) for t in np.linspace(-5, 5, 11)]
-    for a, b in zip(points, points[1:], strict=False):
-        cv2.line(canvas, a, b, 1.0, 8, cv2.LINE_AA)
-    kernel = cv2.resize(canvas, (21, 21), interpolation=cv2.INTER_AREA)
-    return kernel / kernel.sum()
-
-
 LAMP_BOX = (7, 86, 36, 36)  # x, y, w, h: inside the dark corner, around its lamp, in the 128 px test pictures
 
 
 def shaken_with_a_lamp(clean: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(the clean picture with a dark corner holding a one-pixel lamp, that picture shaken by shake_kernel plus
     sensor noise sigma 2 of 255), both u8."""
-    sharp = to_float(clean)
-    sharp[78:128, 0:50] = 0.1
-    sharp[104, 25] = 1.0
-    shaken = cv2.filter2D(sharp, -1, shake_kernel()[::-1, ::-1].copy(), borderType=cv2.BORDER_REFLECT)
-    noisy = shaken + np.random.default_rng(seed).normal(0.0, 2 / 255, shaken.shape).astype(np.float32)
-    return to_u8(sharp), to_u8(noisy)
+    return with_a_lamp(clean, (0, 78, 50, 128), (25, 104), seed)
 
 
 @pytest.mark.slow
@@ -218,7 +203,7 @@ def test_a_blur_trace_clipped_at_white_is_used_and_noted(client: Client) -> None
     sharp = to_float(crop_u8("path-0.png"))
     sharp[78:128, 0:50] = 0.1
     sharp[104, 25] = 40.0  # a lamp far brighter than white: even its trace saturates
-    shaken = to_u8(cv2.filter2D(sharp, -1, shake_kernel()[::-1, ::-1].copy(), borderType=cv2.BORDER_REFLECT))
+    shaken = to_u8(shake(sharp))
     assert (shaken[86:122, 7:43] == 255).any()
     _, result = run(client, "sharpen", shaken, params={"blur_trace": ",".join(map(str, LAMP_BOX))})
     assert "clipped at white" in result.info["note"] and result.info["blur"] == "trace"

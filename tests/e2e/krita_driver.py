@@ -65,6 +65,7 @@ def run_case(app, case: dict, out: Path) -> dict:
         report["target"] = list(vars(request.region.target).values())
         report["spec"] = request.spec.to_header()
         report["scale"] = request.scale
+        report["params"] = request.params
         report["request_pixels"] = _write(out, f"{case['name']}.request", request.pixels)
         if request.mask is not None:
             report["request_mask"] = _write(out, f"{case['name']}.reqmask", request.mask)

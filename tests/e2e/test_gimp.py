@@ -22,6 +22,8 @@ from pictures import bounding_box, close_to_scaled, photo
 from retouch import editor
 from retouch.client import Client
 from retouch.protocol import ImageSpec
+from retouch.quality import psnr_y
+from shaken_pictures import with_a_lamp
 
 HERE = Path(__file__).resolve().parent
 W, H = 120, 90
@@ -58,6 +60,8 @@ CASES: list[dict[str, Any]] = [
      "args": {"options": "blur_trace=10,10,30,30"}},
     {"name": "blur_trace_outside_refused", "precision": "u8-non-linear", "task": "sharpen", "selection": SELECTION,
      "args": {"options": "blur_trace=0,0,10,10"}},
+    {"name": "blur_trace_in_image_pixels", "precision": "u8-non-linear", "task": "sharpen", "selection": SELECTION,
+     "picture": "shaken_lamp", "args": {"options": "blur_trace=19,57,30,30"}},
     {"name": "review_layer", "precision": "u8-non-linear", "task": "denoise", "selection": SELECTION,
      "args": {"review": True, "options": "noise_level=10"}},
     {"name": "unknown_task_refused", "precision": "u8-non-linear", "task": "paint", "args": {}},
@@ -68,6 +72,14 @@ CASES: list[dict[str, Any]] = [
 ]
 GOOD = [c for c in CASES if "refused" not in c["name"] and "picture" not in c and c["name"] != "review_layer"]
 ASTRONAUT = 256  # the astronaut picture's side; MTCNN finds her face at about (89, 30) - (135, 88) there
+# camera shake with a lamp in a dark area, left of the selection but inside its 32 px of context
+LAMP_DARK, LAMP = (15, 50, 60, 90), (34, 72)
+
+
+def shaken_lamp_rgba() -> tuple[np.ndarray, np.ndarray]:
+    """(the sharp picture as RGB, its shaken copy as RGBA), u8."""
+    sharp, shaken = with_a_lamp(photo(W, H, "u8", "RGBA")[:, :, :3], LAMP_DARK, LAMP, seed=5)
+    return sharp, np.dstack([shaken, np.full((H, W), 255, np.uint8)])
 
 
 def gimp_batch(chroot, workdir: Path, home: Path, cases: list[dict], runtime: Path, tag: str) -> Path:
@@ -81,6 +93,10 @@ def gimp_batch(chroot, workdir: Path, home: Path, cases: list[dict], runtime: Pa
         if case.get("picture") == "astronaut":
             src.write_bytes(astronaut_rgba(ASTRONAUT).tobytes())
             plan_cases.append(dict(case, width=ASTRONAUT, height=ASTRONAUT, babl=babl, source=chroot.inside(src)))
+            continue
+        if case.get("picture") == "shaken_lamp":
+            src.write_bytes(shaken_lamp_rgba()[1].tobytes())
+            plan_cases.append(dict(case, width=W, height=H, babl=babl, source=chroot.inside(src)))
             continue
         src.write_bytes(photo(W, H, dtype, "RGBA", transfer).tobytes())
         plan_cases.append(dict(case, width=W, height=H, babl=babl, source=chroot.inside(src)))
@@ -215,6 +231,32 @@ def test_bad_input_is_refused_with_a_reason(gimp_run: Path, name: str, words: li
     for w in words:
         assert w in message, message
     assert rep["source_unchanged"] and rep["layers_after"] == rep["layers_before"] and rep["images_added"] == 0
+
+
+def test_sharpen_with_a_blur_trace_in_image_pixels(gimp_run: Path, e2e_daemon: Path) -> None:
+    """The trace box typed in Options in image pixels is moved into the crop the plug-in sends; the layer holds the
+    daemon's deconvolution of that crop, which takes the shake out of the selection."""
+    rep = report(gimp_run, "blur_trace_in_image_pixels")
+    assert rep["status"] == "success", rep
+    assert rep["source_unchanged"]
+    sel = np.frombuffer((gimp_run / "blur_trace_in_image_pixels.selection").read_bytes(), np.uint8).reshape(H, W)
+    region = editor.job_region(editor.Rect(0, 0, W, H), editor.Rect(*bounding_box(sel)))
+    s, t = region.sent, region.target
+    assert s.x > 0
+    sharp, shaken = shaken_lamp_rgba()
+    client = Client(autostart=False, timeout=300, path=e2e_daemon / "daemon.json")
+    expected = client.enhance("sharpen", shaken[s.y:s.bottom, s.x:s.right].tobytes(),
+                              ImageSpec(s.width, s.height, "u8", "RGBA", "srgb"),
+                              params={"blur_trace": f"{19 - s.x},{57 - s.y},30,30"},
+                              mask=sel[s.y:s.bottom, s.x:s.right].tobytes())
+    assert expected.info["blur"] == "trace"
+    want = editor.crop_rows(expected.pixels, expected.spec.row_stride, 4, region.inner)
+    got = (gimp_run / "blur_trace_in_image_pixels.layer").read_bytes()
+    assert got == want, "the new layer's pixels differ from the daemon's result"
+    layer = np.frombuffer(got, np.uint8).reshape(t.height, t.width, 4)[:, :, :3]
+    inside = (slice(t.y + 12, t.bottom - 12), slice(t.x + 12, t.right - 12))  # the selection's core
+    before, after = psnr_y(shaken[inside][:, :, :3], sharp[inside]), psnr_y(layer[12:-12, 12:-12], sharp[inside])
+    assert after > before + 3.0, f"{before:.2f} dB shaken, {after:.2f} dB after"
 
 
 def test_unreachable_daemon_leaves_the_image_alone(chroot, workdir: Path, gimp_home: Path) -> None:

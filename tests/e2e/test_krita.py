@@ -25,6 +25,8 @@ from pictures import close_to_scaled, photo
 from retouch import editor
 from retouch.client import Client
 from retouch.protocol import ImageSpec
+from retouch.quality import psnr_y
+from shaken_pictures import with_a_lamp
 
 HERE = Path(__file__).resolve().parent
 W, H = 120, 90
@@ -45,6 +47,17 @@ def feathered_selection() -> np.ndarray:
     yy, xx = np.mgrid[0:H, 0:W]
     r = np.sqrt(((xx - 80) / 34.0) ** 2 + ((yy - 45) / 28.0) ** 2)
     return np.clip((1.0 - r) * 28 * 255 / 6, 0, 255).astype(np.uint8)
+
+
+# camera shake with a lamp in a dark area, left of the selection but inside its 32 px of context; the trace box
+# around the lamp in document pixels
+LAMP_DARK, LAMP, LAMP_TRACE = (15, 50, 60, 90), (34, 72), (19, 57, 30, 30)
+
+
+def shaken_lamp_picture() -> tuple[np.ndarray, np.ndarray]:
+    """(the sharp picture, its shaken copy), RGB u8."""
+    sharp, shaken = with_a_lamp(picture("U8")[:, :, 2::-1], LAMP_DARK, LAMP, seed=5)
+    return sharp, shaken
 
 
 CASES: list[dict[str, Any]] = [
@@ -69,6 +82,9 @@ CASES: list[dict[str, Any]] = [
     # a blur trace is given in document pixels; this one lies left of the selection plus its context
     {"name": "blur_trace_outside_refused", "depth": "U8", "task": "sharpen", "params": {"blur_trace": "0,0,10,10"},
      "selection": True},
+    {"name": "u8_sharpen_blur_trace", "depth": "U8", "task": "sharpen", "selection": True,
+     "params": {"blur_trace": ",".join(map(str, LAMP_TRACE))},
+     "pixels": np.dstack([shaken_lamp_picture()[1][:, :, ::-1], np.full((H, W), 255, np.uint8)]).tobytes()},
 ]
 
 
@@ -132,7 +148,8 @@ def test_plugin_loads_in_krita_with_bundled_pyzmq(krita_run) -> None:
     assert "pyzmq" in summary["zmq_from"] and "abi3-linux_x86_64" in summary["zmq_from"], summary
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if "refused" not in c["name"] and c.get("layer_kind") is None],
+@pytest.mark.parametrize("case", [c for c in CASES if "refused" not in c["name"] and c.get("layer_kind") is None
+                                  and "pixels" not in c],
                          ids=lambda c: c["name"])
 def test_result_layer(case: dict, krita_run, e2e_daemon: Path) -> None:
     out, _ = krita_run
@@ -199,6 +216,34 @@ def test_result_layer(case: dict, krita_run, e2e_daemon: Path) -> None:
         assert m.tobytes() == sel_t.tobytes(), "the transparency mask differs from the selection"
     else:
         close_to_scaled(m, sel_t, scale)
+
+
+def test_sharpen_with_a_blur_trace_in_document_pixels(krita_run, e2e_daemon: Path) -> None:
+    """The trace box typed in document pixels reaches the daemon moved into the sent crop; the layer holds the
+    daemon's deconvolution of that crop, which takes the shake out of the selection (PSNR against the sharp
+    picture far above the shaken one's)."""
+    out, _ = krita_run
+    rep = report(out, "u8_sharpen_blur_trace")
+    assert "error" not in rep, rep["error"]
+    assert rep["source_unchanged"]
+    s = editor.Rect(*rep["sent"])
+    x, y, w, h = LAMP_TRACE
+    assert s.x > 0 and rep["params"]["blur_trace"] == f"{x - s.x},{y - s.y},{w},{h}"
+    client = Client(autostart=False, timeout=300, path=e2e_daemon / "daemon.json")
+    sent = (out / rep["request_pixels"]).read_bytes()
+    expected = client.enhance("sharpen", sent, ImageSpec.from_header(rep["spec"]), params=rep["params"],
+                              mask=(out / rep["request_mask"]).read_bytes())
+    assert expected.info["blur"] == "trace" and expected.info["blur_trace"] == [x - s.x, y - s.y, w, h]
+    t = editor.Rect(*rep["target"])
+    inner = editor.Rect(t.x - s.x, t.y - s.y, t.width, t.height)
+    want = editor.crop_rows(expected.pixels, expected.spec.row_stride, 4, inner)
+    got = (out / rep["layer_pixels"]).read_bytes()
+    assert got == want, "the new layer's pixels differ from the daemon's result"
+    sharp, shaken = shaken_lamp_picture()
+    layer = np.frombuffer(got, np.uint8).reshape(t.height, t.width, 4)[:, :, 2::-1]
+    inside = (slice(t.y + 12, t.bottom - 12), slice(t.x + 12, t.right - 12))  # the selection's core
+    before, after = psnr_y(shaken[inside], sharp[inside]), psnr_y(layer[12:-12, 12:-12], sharp[inside])
+    assert after > before + 3.0, f"{before:.2f} dB shaken, {after:.2f} dB after"
 
 
 def test_group_layer_uses_its_projection(krita_run) -> None:
