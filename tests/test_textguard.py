@@ -55,6 +55,37 @@ def test_a_substituted_character_is_flagged_with_both_readings(before: str, afte
     assert wire["kind"] == "text" and wire["box"] == list(flag.box) and wire["after"] == flag.after
 
 
+def text_line_with_detector_box(overline: bool = False) -> tuple[np.ndarray, tg.Box, tg.Box]:
+    """(a light board with one dark text line, BGR uint8; the line's true ink box; a detector-like box around it,
+    padded unevenly: 40 % of the text's height above, 20 % below, so that the fixed padding tight() assumes is 5 px
+    off at both edges); with `overline`, a dark rule across the detector's box above the text."""
+    image = np.full((*SIZE, 3), (0.92, 0.9, 0.86), np.float32)
+    mask = text_mask("AB 183 CD", bold(), 36)
+    x, y = 30, 40
+    paint(image, mask, x, y, (0.08, 0.08, 0.1))
+    mh, mw = mask.shape
+    detected = (x - 8, y - round(0.4 * mh), x + mw + 8, y + mh + round(0.2 * mh))
+    if overline:
+        image[detected[1] + 2:detected[1] + 5, detected[0]:detected[2]] = 0.1
+    return tg.to_bgr8(image), (x, y, x + mw, y + mh), detected
+
+
+def test_the_ink_box_takes_its_top_and_bottom_from_the_pixels() -> None:
+    image, true, detected = text_line_with_detector_box()
+    guess, found = tg.tight(detected), tg.ink_box(image, detected)
+    assert abs(guess[1] - true[1]) >= 4 and abs(guess[3] - true[3]) >= 4  # the detector's padding misleads
+    assert abs(found[1] - true[1]) <= 1 and abs(found[3] - true[3]) <= 1
+    assert (found[0], found[2]) == (guess[0], guess[2])  # left and right stay the detector's
+
+
+def test_the_ink_box_does_not_follow_pixels_far_from_the_detectors_estimate() -> None:
+    image, true, detected = text_line_with_detector_box(overline=True)
+    guess, found = tg.tight(detected), tg.ink_box(image, detected)
+    assert found[1] == guess[1]  # the rule above the text is not taken for its top
+    assert abs(found[3] - true[3]) <= 1
+    assert tg.ink_box(np.zeros_like(image), detected) == guess  # nothing to measure: the estimate stands
+
+
 @needs_ocr
 def test_text_that_only_got_sharper_is_not_flagged() -> None:
     sharp = sign(["AB 183 CD", "STOP 42"])

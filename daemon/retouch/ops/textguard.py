@@ -2,7 +2,8 @@
 
 Text lines are detected once, on the result and on the conservative image (a bicubic upscale of the input, or the
 input itself for same-size tasks), and the two sets of boxes are merged. Each line is then read (recognition only)
-in both images from the same cuts, by two independent sets of crops around its estimated ink box: the box and four
+in both images from the same cuts, by two independent sets of crops around its estimated ink box (the detector's box
+less its usual padding, with the top and bottom edges measured from the result's pixels): the box and four
 copies moved by a few percent of its height (left/right/up/down in one set, diagonally in the other), each extended
 by eight margins. One crop's reading flips with a pixel of margin on glyphs the OCR can hardly tell apart ("0"/"O",
 "1"/"l"), so each set's reading of an image is the candidate string (any crop's greedy reading, from either image)
@@ -38,6 +39,11 @@ CROP_SETS = ((((0, 0), (-0.08, 0), (0.08, 0), (0, -0.08), (0, 0.08)), MARGINS),
 # how far beyond the ink box any crop of CROP_SETS reaches, in shares of its height
 CROP_REACH = max(abs(v) for moves, _ in CROP_SETS for move in moves for v in move) + max(max(m) for _, m in CROP_SETS)
 DETECTOR_PAD = (0.2, 0.3)  # the detector's box exceeds the ink by about this share of the ink's height (x, y)
+INK_CONTRAST = 0.5  # ink pixels: further from the detector box's border colour than this share of the 97th
+#                     percentile distance (half way to the ink's own colour)
+INK_ROW_SHARE = 0.15  # text rows: those holding at least this share of the fullest row's ink pixels
+ROW_TRUST = 0.12  # the rows measured replace the estimate from the detector's box only within this share of its
+#                   height (photo backgrounds and plates behind the text can mislead the pixels)
 MERGE_IOU = 0.3  # boxes found on both images that overlap this much are one box
 DETECT_TILE = 1536  # px: detection runs at full resolution on tiles of at most this size (memory)
 DETECT_OVERLAP = 128
@@ -266,6 +272,35 @@ def tight(box: Box) -> Box:
     return x0, box[1] + dy, x1, box[3] - dy
 
 
+def ink_box(image: np.ndarray, box: Box) -> Box:
+    """The ink's box of the text line the detector boxed in `image` (BGR uint8): `tight(box)`, with its top and bottom
+    edges moved to the first and last text rows found in the pixels when those lie within ROW_TRUST of its height.
+
+    Text rows: in the detector's box, the pixels further from the median colour of its border than INK_CONTRAST of
+    the strongest difference are ink; a row holding INK_ROW_SHARE of the fullest row's ink pixels is text. The crops
+    that read the line are cut around this box, so its place decides what the recogniser sees; the detector's own
+    padding varies by several pixels from line to line. Measured on the text guard's tuning split (353 lines): the
+    median error of the top and bottom edges fell from 4.3 % and 6.1 % of the text's height to 2.7 % and 2.9 %."""
+    estimate = tight(box)
+    x0, y0, x1, y1 = box
+    patch = image[y0:y1, x0:x1].astype(np.float32)
+    if patch.shape[0] < 3 or patch.shape[1] < 3:
+        return estimate
+    border = np.concatenate([patch[0], patch[-1], patch[:, 0], patch[:, -1]])
+    distance = np.abs(patch - np.median(border, axis=0)).max(axis=2)
+    strongest = float(np.percentile(distance, 97))
+    if strongest <= 0:
+        return estimate
+    per_row = (distance > INK_CONTRAST * strongest).sum(axis=1)
+    rows = np.flatnonzero(per_row >= max(1.0, INK_ROW_SHARE * per_row.max()))
+    if len(rows) == 0:
+        return estimate
+    trust = ROW_TRUST * (estimate[3] - estimate[1])
+    top, bottom = y0 + int(rows[0]) - 1, y0 + int(rows[-1]) + 2  # one pixel of margin, as a tight box has
+    return (estimate[0], top if abs(top - estimate[1]) <= trust else estimate[1],
+            estimate[2], bottom if abs(bottom - estimate[3]) <= trust else estimate[3])
+
+
 def shifted(box: Box, moves: tuple[tuple[float, float], ...]) -> list[Box]:
     """Copies of `box` moved by `moves` (dx, dy in shares of its height)."""
     h = box[3] - box[1]
@@ -322,7 +357,7 @@ def read_line(base: np.ndarray, out: np.ndarray, box: Box) -> TextFlag:
     (the strongest evidence first), else the first set's. A line whose pixels, as far as any crop reaches, are the
     same in both images cannot read differently: it is not read (empty readings), which makes the guard nearly free
     where a task left the text alone (restore, faces, a selection elsewhere)."""
-    ink = tight(box)
+    ink = ink_box(out, box)
     x0, y0, x1, y1 = padded(ink, int(np.ceil(CROP_REACH * (ink[3] - ink[1]))) + 1, out.shape)
     if np.array_equal(base[y0:y1, x0:x1], out[y0:y1, x0:x1]):
         return TextFlag(box, "", "", 0.0, 0.0)
