@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from shaken_pictures import with_a_lamp
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "heldout"
 NP = {"u8": np.dtype("u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2"), "f32": np.dtype("<f4")}
@@ -23,6 +24,16 @@ def photo(width: int, height: int, dtype: str, order: str = "RGBA", transfer: st
     if dtype in ("u8", "u16"):
         return np.round(rgba * (255 if dtype == "u8" else 65535)).astype(NP[dtype])
     return rgba.astype(NP[dtype])
+
+
+# camera shake with a lamp in a dark area, for a 120 x 90 picture whose selection lies right of it: the lamp is
+# inside the selection's 32 px of context; LAMP_TRACE is the box around its trace (x, y, w, h, canvas pixels)
+LAMP_DARK, LAMP, LAMP_TRACE = (15, 50, 60, 90), (34, 72), (19, 57, 30, 30)
+
+
+def shaken_lamp_photo(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the held-out photo crop with a dark area and a one-pixel lamp, that picture shaken), RGB u8."""
+    return with_a_lamp(photo(width, height, "u8", "RGBA")[:, :, :3], LAMP_DARK, LAMP, seed=5)
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pictures import bounding_box, close_to_scaled, photo
+from pictures import LAMP_TRACE, bounding_box, close_to_scaled, photo, shaken_lamp_photo
 from retouch import editor
 from retouch.client import Client
 from retouch.protocol import ImageSpec
 from retouch.quality import psnr_y
-from shaken_pictures import with_a_lamp
 
 HERE = Path(__file__).resolve().parent
 W, H = 120, 90
@@ -61,7 +60,7 @@ CASES: list[dict[str, Any]] = [
     {"name": "blur_trace_outside_refused", "precision": "u8-non-linear", "task": "sharpen", "selection": SELECTION,
      "args": {"options": "blur_trace=0,0,10,10"}},
     {"name": "blur_trace_in_image_pixels", "precision": "u8-non-linear", "task": "sharpen", "selection": SELECTION,
-     "picture": "shaken_lamp", "args": {"options": "blur_trace=19,57,30,30"}},
+     "picture": "shaken_lamp", "args": {"options": "blur_trace=" + ",".join(map(str, LAMP_TRACE))}},
     {"name": "review_layer", "precision": "u8-non-linear", "task": "denoise", "selection": SELECTION,
      "args": {"review": True, "options": "noise_level=10"}},
     {"name": "unknown_task_refused", "precision": "u8-non-linear", "task": "paint", "args": {}},
@@ -72,13 +71,11 @@ CASES: list[dict[str, Any]] = [
 ]
 GOOD = [c for c in CASES if "refused" not in c["name"] and "picture" not in c and c["name"] != "review_layer"]
 ASTRONAUT = 256  # the astronaut picture's side; MTCNN finds her face at about (89, 30) - (135, 88) there
-# camera shake with a lamp in a dark area, left of the selection but inside its 32 px of context
-LAMP_DARK, LAMP = (15, 50, 60, 90), (34, 72)
 
 
 def shaken_lamp_rgba() -> tuple[np.ndarray, np.ndarray]:
     """(the sharp picture as RGB, its shaken copy as RGBA), u8."""
-    sharp, shaken = with_a_lamp(photo(W, H, "u8", "RGBA")[:, :, :3], LAMP_DARK, LAMP, seed=5)
+    sharp, shaken = shaken_lamp_photo(W, H)
     return sharp, np.dstack([shaken, np.full((H, W), 255, np.uint8)])
 
 
@@ -242,12 +239,13 @@ def test_sharpen_with_a_blur_trace_in_image_pixels(gimp_run: Path, e2e_daemon: P
     sel = np.frombuffer((gimp_run / "blur_trace_in_image_pixels.selection").read_bytes(), np.uint8).reshape(H, W)
     region = editor.job_region(editor.Rect(0, 0, W, H), editor.Rect(*bounding_box(sel)))
     s, t = region.sent, region.target
+    x, y, w, h = LAMP_TRACE
     assert s.x > 0
     sharp, shaken = shaken_lamp_rgba()
     client = Client(autostart=False, timeout=300, path=e2e_daemon / "daemon.json")
     expected = client.enhance("sharpen", shaken[s.y:s.bottom, s.x:s.right].tobytes(),
                               ImageSpec(s.width, s.height, "u8", "RGBA", "srgb"),
-                              params={"blur_trace": f"{19 - s.x},{57 - s.y},30,30"},
+                              params={"blur_trace": f"{x - s.x},{y - s.y},{w},{h}"},
                               mask=sel[s.y:s.bottom, s.x:s.right].tobytes())
     assert expected.info["blur"] == "trace"
     want = editor.crop_rows(expected.pixels, expected.spec.row_stride, 4, region.inner)

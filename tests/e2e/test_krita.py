@@ -21,12 +21,11 @@ from typing import Any
 import numpy as np
 import pytest
 from daemon_process import start_daemon, stop_daemon
-from pictures import close_to_scaled, photo
+from pictures import LAMP_TRACE, close_to_scaled, photo, shaken_lamp_photo
 from retouch import editor
 from retouch.client import Client
 from retouch.protocol import ImageSpec
 from retouch.quality import psnr_y
-from shaken_pictures import with_a_lamp
 
 HERE = Path(__file__).resolve().parent
 W, H = 120, 90
@@ -47,17 +46,6 @@ def feathered_selection() -> np.ndarray:
     yy, xx = np.mgrid[0:H, 0:W]
     r = np.sqrt(((xx - 80) / 34.0) ** 2 + ((yy - 45) / 28.0) ** 2)
     return np.clip((1.0 - r) * 28 * 255 / 6, 0, 255).astype(np.uint8)
-
-
-# camera shake with a lamp in a dark area, left of the selection but inside its 32 px of context; the trace box
-# around the lamp in document pixels
-LAMP_DARK, LAMP, LAMP_TRACE = (15, 50, 60, 90), (34, 72), (19, 57, 30, 30)
-
-
-def shaken_lamp_picture() -> tuple[np.ndarray, np.ndarray]:
-    """(the sharp picture, its shaken copy), RGB u8."""
-    sharp, shaken = with_a_lamp(picture("U8")[:, :, 2::-1], LAMP_DARK, LAMP, seed=5)
-    return sharp, shaken
 
 
 CASES: list[dict[str, Any]] = [
@@ -84,7 +72,7 @@ CASES: list[dict[str, Any]] = [
      "selection": True},
     {"name": "u8_sharpen_blur_trace", "depth": "U8", "task": "sharpen", "selection": True,
      "params": {"blur_trace": ",".join(map(str, LAMP_TRACE))},
-     "pixels": np.dstack([shaken_lamp_picture()[1][:, :, ::-1], np.full((H, W), 255, np.uint8)]).tobytes()},
+     "pixels": np.dstack([shaken_lamp_photo(W, H)[1][:, :, ::-1], np.full((H, W), 255, np.uint8)]).tobytes()},
 ]
 
 
@@ -239,7 +227,7 @@ def test_sharpen_with_a_blur_trace_in_document_pixels(krita_run, e2e_daemon: Pat
     want = editor.crop_rows(expected.pixels, expected.spec.row_stride, 4, inner)
     got = (out / rep["layer_pixels"]).read_bytes()
     assert got == want, "the new layer's pixels differ from the daemon's result"
-    sharp, shaken = shaken_lamp_picture()
+    sharp, shaken = shaken_lamp_photo(W, H)
     layer = np.frombuffer(got, np.uint8).reshape(t.height, t.width, 4)[:, :, 2::-1]
     inside = (slice(t.y + 12, t.bottom - 12), slice(t.x + 12, t.right - 12))  # the selection's core
     before, after = psnr_y(shaken[inside], sharp[inside]), psnr_y(layer[12:-12, 12:-12], sharp[inside])
