@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -299,15 +300,24 @@ def test_models_json() -> None:
 
 def test_models_lists_user_folder() -> None:
     folder = Path(os.environ["RETOUCH_MODELS_DIR"])
-    (folder / "my-own-model.pth").write_bytes(b"x")
+    long_name = "my-own-model-whose-name-is-longer-than-the-name-column"
+    for name in ("my-own-model", long_name):
+        (folder / f"{name}.pth").write_bytes(b"x")
     try:
         data = one_json(ok(retouch("models", "--json")))
         mine = [m for m in data["models"] if m["name"] == "my-own-model"]
         assert len(mine) == 1 and mine[0]["builtin"] is False
         text = ok(retouch("models")).stdout
         assert "my-own-model" in text and "retouch-upscale-x2" in text
+        # the columns line up whatever the longest name and task ("detect-damage") are
+        rows = text.splitlines()
+        kinds = {re.search(r" (builtin|user) ", row).start() for row in rows}
+        scales = {re.search(r" x\d ", row).start() for row in rows if " builtin " in row}
+        assert len(kinds) == 1 and len(scales) == 1, text
+        assert next(iter(kinds)) >= len(long_name)
     finally:
-        (folder / "my-own-model.pth").unlink()
+        for name in ("my-own-model", long_name):
+            (folder / f"{name}.pth").unlink()
 
 
 def test_status_and_stop(own_daemon: Path, tmp_path: Path, png_in: Path) -> None:

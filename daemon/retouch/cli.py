@@ -253,11 +253,15 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"models": models}))
         return 0
+    # columns as wide as their longest entry ("detect-damage", a user's long model names), at least the usual
+    name_width = max([32] + [len(m["name"]) for m in models])
+    task_width = max([10] + [len(m.get("task") or "-") for m in models])
     for m in models:
         kind = "builtin" if m["builtin"] else "user"
         scale = f"x{m['scale']}" if m.get("scale") else ""
         loaded = " (loaded)" if m.get("loaded") else ""
-        print(f"{m['name']:32} {kind:8} {m.get('task') or '-':10} {scale:4} {licence_mark(m)}  {m['path']}{loaded}")
+        print(f"{m['name']:{name_width}} {kind:8} {m.get('task') or '-':{task_width}} {scale:4} {licence_mark(m)}  "
+              f"{m['path']}{loaded}")
     return 0
 
 
