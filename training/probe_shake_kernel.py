@@ -161,6 +161,32 @@ class Tools:
         return deconvolve(blurred, kernel, estimate_sigma(blurred), denoise)
 
 
+def varied_shake(length: float, rng: random.Random) -> np.ndarray:
+    """A wider family than `degradations.motion_kernel`: the path bends in 1-3 pieces, each with its own curvature
+    (S shapes, hooks), more jitter, and uneven dwell; about `length` px, on the 21 x 21 grid, centred."""
+    steps = 64
+    direction = rng.uniform(0, 2 * np.pi)
+    cuts = sorted(rng.sample(range(8, steps - 8), rng.randint(0, 2)))
+    bends = [rng.uniform(-4.0, 4.0) / steps for _ in range(len(cuts) + 1)]
+    jitter = rng.uniform(0.0, 1.2)
+    points, position = [], np.zeros(2)
+    for i in range(steps):
+        points.append(position.copy())
+        direction += bends[sum(i >= c for c in cuts)] + rng.gauss(0, jitter) / np.sqrt(steps)
+        position = position + np.array([np.cos(direction), np.sin(direction)])
+    path = np.array(points)
+    path = (path - path.mean(0)) * (length / (np.linalg.norm(np.ptp(path, axis=0)) or 1.0))
+    dwell = np.array([rng.uniform(0.2, 1.0) for _ in range(steps)])
+    kernel = np.zeros((KERNEL_SIZE, KERNEL_SIZE))
+    for (x, y), w in zip(path + KERNEL_SIZE // 2, dwell, strict=True):
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        for dy, wy in ((0, 1 - (y - y0)), (1, y - y0)):
+            for dx, wx in ((0, 1 - (x - x0)), (1, x - x0)):
+                if 0 <= y0 + dy < KERNEL_SIZE and 0 <= x0 + dx < KERNEL_SIZE:
+                    kernel[y0 + dy, x0 + dx] += w * wy * wx
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
 def refiner_input(blurred: np.ndarray, sharpened: np.ndarray) -> np.ndarray:
     """The refiner's two 41 x 41 channels for one crop."""
     pad = REACH - KERNEL_SIZE // 2
@@ -173,16 +199,18 @@ def shaken(crop: torch.Tensor, kernel: np.ndarray, sigma: float, gen: np.random.
     return np.clip(out + gen.normal(0, sigma, out.shape), 0, 1).astype(np.float32)
 
 
-def make_samples(count: int, tools: Tools) -> tuple[np.ndarray, np.ndarray]:
+def make_samples(count: int, tools: Tools, varied: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Inputs (N x 2 x 41 x 41) and centred true kernels (N x 21 x 21): half scenes at 1/2-1/3, half the most
-    detailed crops at 1/2; shakes of 4-16 px; noise sigma 1-3 of 255."""
+    detailed crops at 1/2; shakes of 4-16 px (`varied`: half of them from `varied_shake`); noise sigma 1-3 of
+    255."""
     rng, gen = random.Random(SAMPLE_SEED), np.random.default_rng(SAMPLE_SEED)
     photos = ensure_photos(DEFAULT_ROOT)
     crops = (validation_crops(photos, "v3", count // 2, SAMPLE_SIZE, (2, 3), False, SAMPLE_SEED) +
              validation_crops(photos, "v3", count - count // 2, SAMPLE_SIZE, (2,), True, SAMPLE_SEED + 1))
     inputs, kernels = [], []
     for i, crop in enumerate(crops):
-        kernel = motion_kernel(rng.uniform(4, 16), rng)
+        length = rng.uniform(4, 16)
+        kernel = varied_shake(length, rng) if varied and i % 2 else motion_kernel(length, rng)
         blurred = shaken(crop, kernel, rng.choice([1.0, 2.0, 2.0, 3.0]) / 255, gen)
         inputs.append(refiner_input(blurred, tools.sharpen(blurred)))
         kernels.append(centred(kernel, KERNEL_SIZE).astype(np.float32))
@@ -267,6 +295,7 @@ def main() -> None:
     parser.add_argument("--evaluate", type=Path, default=None, help="refiner weights to evaluate instead")
     parser.add_argument("--crops", type=int, default=8, help="validation crops per line (--evaluate)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--varied", action="store_true", help="half the training shakes from varied_shake")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tools = Tools()
@@ -277,7 +306,7 @@ def main() -> None:
         with args.cache.open("rb") as f:
             inputs, kernels = pickle.load(f)  # noqa: S301 (a file this script wrote)
     else:
-        inputs, kernels = make_samples(args.samples, tools)
+        inputs, kernels = make_samples(args.samples, tools, args.varied)
         if args.cache is not None:
             with args.cache.open("wb") as f:
                 pickle.dump((inputs, kernels), f)
