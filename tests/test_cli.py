@@ -315,6 +315,10 @@ def test_models_lists_user_folder() -> None:
         scales = {re.search(r" x\d ", row).start() for row in rows if " builtin " in row}
         assert len(kinds) == 1 and len(scales) == 1, text
         assert next(iter(kinds)) >= len(long_name)
+        # and so do the checksums of `models verify`
+        text = ok(retouch("models", "verify")).stdout
+        sums = {re.search(r" [0-9a-f]{64}$", row).start() for row in text.splitlines()}
+        assert len(sums) == 1 and long_name in text, text
     finally:
         for name in ("my-own-model", long_name):
             (folder / f"{name}.pth").unlink()

@@ -248,14 +248,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     return MODEL_ACTIONS[action](args)
 
 
+def column_width(values: list[str], at_least: int) -> int:
+    """A text column as wide as its longest entry (a user's model names can be long), and at least `at_least`."""
+    return max([at_least] + [len(v) for v in values])
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
     models = Client(start_timeout=START_TIMEOUT).models()
     if args.json:
         print(json.dumps({"models": models}))
         return 0
-    # columns as wide as their longest entry ("detect-damage", a user's long model names), at least the usual
-    name_width = max([32] + [len(m["name"]) for m in models])
-    task_width = max([10] + [len(m.get("task") or "-") for m in models])
+    name_width = column_width([m["name"] for m in models], 32)
+    task_width = column_width([m.get("task") or "-" for m in models], 10)  # "detect-damage"
     for m in models:
         kind = "builtin" if m["builtin"] else "user"
         scale = f"x{m['scale']}" if m.get("scale") else ""
@@ -314,8 +318,9 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"models": rows, "ok": not bad}))
     else:
+        name_width = column_width([r["name"] for r in rows], 32)
         for r in rows:
-            print(f"{r['name']:32} {r['status']:22} {r['sha256']}")
+            print(f"{r['name']:{name_width}} {r['status']:22} {r['sha256']}")
     if bad:
         print(f"retouch: {len(bad)} model(s) changed since they were installed: {', '.join(r['name'] for r in bad)}",
               file=sys.stderr)
