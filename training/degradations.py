@@ -53,9 +53,15 @@ def motion_kernel(length: float, rng: random.Random, size: int = KERNEL_SIZE) ->
     pts_arr = (pts_arr - pts_arr.mean(0)) * (length / extent)
     # the camera dwells unevenly along the path
     speed = np.array([rng.uniform(0.3, 1.0) for _ in range(steps)])
+    return splat_path(pts_arr, speed, size)
+
+
+def splat_path(path: np.ndarray, dwell: np.ndarray, size: int = KERNEL_SIZE) -> np.ndarray:
+    """A kernel from a camera path (N x 2 points x, y around 0) and the time spent at each point: each point
+    splatted bilinearly on a size x size grid centred on 0 (points off the grid dropped), normalised (float32)."""
     k = np.zeros((size, size), np.float64)
     c = size // 2
-    for (px, py), w in zip(pts_arr, speed, strict=True):
+    for (px, py), w in zip(path, dwell, strict=True):
         x, y = px + c, py + c
         x0, y0 = int(math.floor(x)), int(math.floor(y))
         fx, fy = x - x0, y - y0

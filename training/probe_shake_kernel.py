@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from degradations import blur, motion_kernel
+from degradations import blur, motion_kernel, splat_path
 from photos import DEFAULT_ROOT, ensure_photos
 from retouch.engine import Engine
 from retouch.engine.registry import resolve
@@ -176,15 +176,7 @@ def varied_shake(length: float, rng: random.Random) -> np.ndarray:
         position = position + np.array([np.cos(direction), np.sin(direction)])
     path = np.array(points)
     path = (path - path.mean(0)) * (length / (np.linalg.norm(np.ptp(path, axis=0)) or 1.0))
-    dwell = np.array([rng.uniform(0.2, 1.0) for _ in range(steps)])
-    kernel = np.zeros((KERNEL_SIZE, KERNEL_SIZE))
-    for (x, y), w in zip(path + KERNEL_SIZE // 2, dwell, strict=True):
-        x0, y0 = int(np.floor(x)), int(np.floor(y))
-        for dy, wy in ((0, 1 - (y - y0)), (1, y - y0)):
-            for dx, wx in ((0, 1 - (x - x0)), (1, x - x0)):
-                if 0 <= y0 + dy < KERNEL_SIZE and 0 <= x0 + dx < KERNEL_SIZE:
-                    kernel[y0 + dy, x0 + dx] += w * wy * wx
-    return (kernel / kernel.sum()).astype(np.float32)
+    return splat_path(path, np.array([rng.uniform(0.2, 1.0) for _ in range(steps)]), KERNEL_SIZE)
 
 
 def refiner_input(blurred: np.ndarray, sharpened: np.ndarray) -> np.ndarray:
