@@ -327,7 +327,9 @@ def sharpen_table(title: str, kind: str, clean: list[np.ndarray], blurred: list[
     table.print()
     base = table.rows[0][1]
     ours = next(r for r in table.rows if r[0] == "retouch-sharpen fp32, blind")
-    print(f"  ours blind fp32 gain over the blurred input: {ours[1] - base:+.2f} dB")
+    hinted = next(r for r in table.rows if r[0] == f"retouch-sharpen fp32, --blur {kind}")
+    print(f"  ours blind fp32 gain over the blurred input: {ours[1] - base:+.2f} dB; --blur {kind}: "
+          f"{hinted[1] - base:+.2f} dB")
     print(f"  deconvolution given the true kernel: {table.rows[-1][1] - base:+.2f} dB (what --blur-trace gives from a "
           "perfect trace)")
 

@@ -8,7 +8,9 @@ camera shake are not yet: see benchmarks/results/quality.txt):
   lives in benchmarks/quality.py.
 - sharpen, Gaussian blur sigma = 1.6 and camera shake of 5-15 px, each with noise sigma = 2: a real gain over the
   blurred input (+2 dB on defocus, the product's bar), better than an unsharp mask (its best setting of a sweep on
-  these crops) and than a Wiener deconvolution that knows the kernel (blind against informed).
+  these crops) and than a Wiener deconvolution that knows the kernel (blind against informed); on camera shake,
+  `--blur motion` (the shake estimated, its deconvolution mixed in) clearly above blind, +2 dB on these 8 crops
+  (on the benchmark's 24 held-out crops it is +1.78 dB).
 Inputs travel as 8-bit, as an editor would send them; PSNR on RGB with a 10 px border left out.
 """
 
@@ -95,3 +97,8 @@ def test_sharpen_gains_and_beats_unsharp_mask(client: Client, kind: str) -> None
     assert ours >= base + (2.0 if kind == "defocus" else 1.2)
     assert ours > usm
     assert ours >= wien + (1.0 if kind == "defocus" else 0.3)
+    if kind == "motion":  # the hint estimates the shake and mixes its deconvolution in (retouch/ops/shake.py)
+        hinted = mean_psnr([run(client, "sharpen", b, blur="motion") for b in blurred], clean)
+        print(f"sharpen motion, --blur motion: {hinted:.2f} dB")
+        assert hinted >= base + 2.0
+        assert hinted >= ours + 0.3

@@ -525,11 +525,24 @@ def test_cli_sharpen_with_a_blur_trace(client: Client, tmp_path: Path) -> None:
     write_image(src, shaken)
     summary = one_json(retouch("enhance", src, "-o", dst, "--task", "sharpen", "--blur-trace", "7,86,36,36", "--json"))
     assert summary["params"]["blur_trace"] == "7,86,36,36" and summary["model"] == "retouch-denoise"
+    assert summary["blur"] == "trace" and summary["kernel_size"] == 37 and 1.0 < summary["noise_level"] < 3.5
     expected, _ = run(client, "sharpen", shaken, params={"blur_trace": "7,86,36,36"})
     assert np.array_equal(read_image(dst).pixels, expected)  # the same job as through the client
     proc = retouch("enhance", src, "-o", tmp_path / "bad.png", "--task", "sharpen", "--blur-trace", "60,4,30,30")
     assert proc.returncode != 0 and "no point of light" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_cli_sharpen_motion_reports_the_shake_estimate(client: Client, tmp_path: Path) -> None:
+    src, dst = tmp_path / "shaken.png", tmp_path / "sharp.png"
+    write_image(src, to_u8(shake(to_float(crop_u8("ladybird-1.png")))))
+    summary = one_json(retouch("enhance", src, "-o", dst, "--task", "sharpen", "--blur", "motion", "--json"))
+    assert summary["blur"] == "motion" and summary["model"] == "retouch-sharpen"
+    assert set(summary["shake"]) == {"kernel_extent", "share", "predicted_gain_db"}, summary
+    _, result = run(client, "sharpen", read_image(src).pixels, params={"blur": "motion"})
+    assert summary["shake"] == result.info["shake"]  # the same job as through the client
+    assert np.array_equal(read_image(dst).pixels, run(client, "sharpen", read_image(src).pixels,
+                                                        params={"blur": "motion"})[0])
 
 
 def test_cli_bad_noise_level_is_a_usage_error(client: Client, tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ["retouch/models/retouch-upscale-x2.safetensors", "retouch/models/retouch-denoise.safetensors",
           "retouch/models/builtin.json", "retouch/models/catalog.toml", "retouch/service/retouch.service",
           "retouch/service/org.retouch.daemon.plist", "retouch/service/retouch-startup.cmd",
-          "retouch/samples/boats.png", "retouch/editor.py", "retouch/client.py"]
+          "retouch/samples/boats.png", "retouch/editor.py", "retouch/client.py",
+          "retouch/models/kernel/retouch-shake-kernel.safetensors"]
 
 
 @pytest.fixture(scope="module")

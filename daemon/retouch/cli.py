@@ -469,7 +469,9 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=int, help="upscale: factor 2 or 4 (default 2)")
     p.add_argument("--noise-level", type=_number_or_auto,
                    help="denoise: noise standard deviation on the 0..255 scale, or auto (default)")
-    p.add_argument("--blur", choices=("auto", "defocus", "motion"), help="sharpen: the kind of blur (default auto)")
+    p.add_argument("--blur", choices=("auto", "defocus", "motion"),
+                   help="sharpen: the kind of blur (default auto; motion also estimates the shake and mixes its "
+                        "deconvolution in, several times slower)")
     p.add_argument("--blur-trace", metavar="X,Y,W,H",
                    help="sharpen: a small box (px) around one blurred point of light; its trace is the blur kernel and "
                         "the image is deconvolved with it instead of run through the model")

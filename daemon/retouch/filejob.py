@@ -66,6 +66,11 @@ def read_mask(path: Path, width: int, height: int) -> bytes:
     return np.clip(np.round(gray.astype(np.float32) / top * 255), 0, 255).astype(np.uint8).tobytes()
 
 
+# what some tasks add to their result's info, passed on when present: sharpen's blur (`trace` with a blur trace), the
+# trace's kernel size and noise level, and --blur motion's shake estimate
+TASK_DETAILS = ("blur", "kernel_size", "noise_level", "shake")
+
+
 def enhance_file(src: Path, dst: Path, task: str, run: Runner) -> dict[str, Any]:
     started = time.monotonic()
     check_output(dst)
@@ -79,7 +84,7 @@ def enhance_file(src: Path, dst: Path, task: str, run: Runner) -> dict[str, Any]
     coloured = bool(info.get("adds_colour"))
     icc = None if coloured and (fold or spec.order == "GRAY") else img.icc_profile
     write_image(dst, from_wire(out, fold and not coloured), icc)
-    return {
+    summary = {
         "input": str(src),
         "output": str(dst),
         "task": info.get("task", task),
@@ -96,6 +101,8 @@ def enhance_file(src: Path, dst: Path, task: str, run: Runner) -> dict[str, Any]
         "faces": info.get("faces"),  # --task face: every face found (box, score, landmarks)
         "note": info.get("note"),
     }
+    summary.update({key: info[key] for key in TASK_DETAILS if key in info})
+    return summary
 
 
 @dataclass
