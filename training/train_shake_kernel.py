@@ -7,6 +7,8 @@ The picture deconvolved with it is mixed into the sharpener's result by a share 
 picks: two linear predictions of the gain, fitted by ridge regression on measurements of validation crops.
 
     python training/train_shake_kernel.py refiner --samples 6000 --minutes 22 --out refiner.pt
+    python training/train_shake_kernel.py refiner --sample-seed 7100 --samples 6000 --cache s1.pkl --minutes 0
+    python training/train_shake_kernel.py refiner --from s1.pkl s2.pkl --init refiner.pt --lr 3e-4 --minutes 40
     python training/train_shake_kernel.py export refiner.pt              # -> the builtin safetensors file
     python training/train_shake_kernel.py gate-set --seed 5000 --crops 64 --out gate-a.pkl
     python training/train_shake_kernel.py gate-set --seed 6000 --crops 128 --out gate-b.pkl  (and 8000: gate-c)
@@ -110,14 +112,15 @@ def refined_kernel(net: shake.ShakeRefiner, blurred: np.ndarray, rough: np.ndarr
 
 
 # ---- the refiner ---------------------------------------------------------------------------------------------------
-def make_samples(count: int, tools: Tools, varied: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def make_samples(count: int, tools: Tools, varied: bool = False,
+                 seed: int = SAMPLE_SEED) -> tuple[np.ndarray, np.ndarray]:
     """Inputs (N x 2 x 41 x 41) and centred true kernels (N x 21 x 21): half scenes at 1/2-1/3, half the most
     detailed crops at 1/2; shakes of 4-16 px (`varied`: half of them from `varied_shake`); noise sigma 1-3 of
     255."""
-    rng, gen = random.Random(SAMPLE_SEED), np.random.default_rng(SAMPLE_SEED)
+    rng, gen = random.Random(seed), np.random.default_rng(seed)
     photos = ensure_photos(DEFAULT_ROOT)
-    crops = (validation_crops(photos, "v3", count // 2, SAMPLE_SIZE, (2, 3), False, SAMPLE_SEED) +
-             validation_crops(photos, "v3", count - count // 2, SAMPLE_SIZE, (2,), True, SAMPLE_SEED + 1))
+    crops = (validation_crops(photos, "v3", count // 2, SAMPLE_SIZE, (2, 3), False, seed) +
+             validation_crops(photos, "v3", count - count // 2, SAMPLE_SIZE, (2,), True, seed + 1))
     inputs, kernels = [], []
     for i, crop in enumerate(crops):
         length = rng.uniform(4, 16)
@@ -130,14 +133,16 @@ def make_samples(count: int, tools: Tools, varied: bool = False) -> tuple[np.nda
     return np.stack(inputs), np.stack(kernels)
 
 
-def train(inputs: np.ndarray, kernels: np.ndarray, minutes: float, out: Path) -> None:
-    """Adam at 1e-3, batch 48, L1 between kernels, each sample turned and flipped at random; the first 300 samples
-    (a fifth of fewer) held out for the printed validation error."""
+def train(inputs: np.ndarray, kernels: np.ndarray, minutes: float, out: Path, init: Path | None = None,
+          lr: float = 1e-3) -> None:
+    """Adam at `lr`, batch 48, L1 between kernels, each sample turned and flipped at random; the first 300 samples
+    (a fifth of fewer) held out for the printed validation error. `init`: weights to start from."""
     x, k = torch.from_numpy(inputs), torch.from_numpy(kernels)
     held = min(300, len(x) // 5)
     x_val, k_val, x, k = x[:held], k[:held], x[held:], k[held:]
-    net = shake.ShakeRefiner()
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    net = shake.ShakeRefiner() if init is None else load_refiner(init)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr)
     start, step = time.time(), 0
     while time.time() - start < minutes * 60:
         batch = torch.randint(len(x), (48,))
@@ -165,6 +170,7 @@ def export(weights: Path) -> None:
         "description": "ShakeRefiner (6 dilated convs, 32 channels): least-squares kernel + gradient autocorrelation "
                        "-> camera-shake kernel 21x21",
         "training": "training/train_shake_kernel.py refiner (photo set v3)", "license": "MIT"})
+    shake.REFINER_FILE.chmod(0o644)
     print(f"wrote {shake.REFINER_FILE}")
 
 
@@ -286,6 +292,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("refiner.pt"), help="the refiner's weights (torch)")
     p.add_argument("--cache", type=Path, default=None, help="keep the samples in this pickle file")
     p.add_argument("--varied", action="store_true", help="half the training shakes from varied_shake")
+    p.add_argument("--sample-seed", type=int, default=SAMPLE_SEED, help="which crops and shakes")
+    p.add_argument("--from", dest="sources", type=Path, nargs="*", default=[],
+                   help="train on these sample files (from --cache) instead of making samples")
+    p.add_argument("--init", type=Path, default=None, help="refiner weights to start from (.pt or .safetensors)")
+    p.add_argument("--lr", type=float, default=1e-3)
     p = steps.add_parser("export", help="a trained refiner (.pt) as the builtin safetensors file")
     p.add_argument("weights", type=Path)
     p = steps.add_parser("gate-set", help="measure validation crops for the gate")
@@ -315,14 +326,17 @@ def main() -> None:
             print(f"fitted on {len(rows)} crops, compared on {len(test)}:")
             compare(test, gate)
     elif args.step == "refiner":
-        tools = Tools()
-        if args.cache is not None and args.cache.exists():
+        if args.sources:
+            parts = [pickle.loads(path.read_bytes()) for path in args.sources]  # noqa: S301 (files this script wrote)
+            inputs, kernels = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        elif args.cache is not None and args.cache.exists():
             inputs, kernels = pickle.loads(args.cache.read_bytes())  # noqa: S301 (a file this script wrote)
         else:
-            inputs, kernels = make_samples(args.samples, tools, args.varied)
+            inputs, kernels = make_samples(args.samples, Tools(), args.varied, args.sample_seed)
             if args.cache is not None:
                 args.cache.write_bytes(pickle.dumps((inputs, kernels)))
-        train(inputs, kernels, args.minutes, args.out)
+        if args.minutes > 0:
+            train(inputs, kernels, args.minutes, args.out, args.init, args.lr)
     elif args.step == "gate-set":
         rows = gate_set(Tools(), load_refiner(args.refiner), args.seed, args.crops)
         args.out.write_bytes(pickle.dumps(rows))

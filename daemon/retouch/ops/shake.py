@@ -36,9 +36,9 @@ MIN_SIDE = 64  # px: a smaller picture says too little about its shake
 REFINER_FILE = Path(__file__).resolve().parent.parent / "models" / "kernel" / "retouch-shake-kernel.safetensors"
 WINDOW = 512  # px: the kernel is estimated on the picture's central window of at most this side
 # The gate: for each share of the deconvolution, the coefficients of a linear prediction of the gain in dB over the
-# sharpener's result from `gate_features` (ridge regression on 640 validation crops, train_shake_kernel.py --fit-gate)
-GATE = {0.25: (0.674, -0.464, -0.194, -0.433, -0.602, 0.307, 0.243, -0.388),
-        0.5: (0.85, -1.265, -0.825, -0.814, -1.328, 0.765, 0.743, -0.77)}
+# sharpener's result from `gate_features` (ridge regression on 640 validation crops, train_shake_kernel.py fit-gate)
+GATE = {0.25: (1.588, -0.492, -0.112, -0.440, -0.584, 0.352, 0.210, -0.231),
+        0.5: (2.511, -1.382, -0.577, -0.907, -1.279, 0.815, 0.616, -0.491)}
 
 _lock = threading.Lock()
 _refiner: ShakeRefiner | None = None
