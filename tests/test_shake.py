@@ -19,6 +19,7 @@ from retouch.ops import shake
 from retouch.ops.noise import estimate_sigma
 from retouch.pixels import frame_to_array, spec_for_array
 from shaken_pictures import shake as s_shaped_shake
+from shaken_pictures import to_u8
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 from degradations import blur, motion_kernel  # noqa: E402
@@ -29,10 +30,6 @@ HELD_OUT = Path(__file__).parent / "data" / "heldout"
 
 def crop(name: str, size: int = 128) -> np.ndarray:
     return np.asarray(Image.open(HELD_OUT / name).convert("RGB"))[:size, :size].astype(np.float32) / 255
-
-
-def to_u8(x: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
 def shaken(clean: np.ndarray, kernel: np.ndarray, seed: int) -> np.ndarray:

@@ -62,11 +62,12 @@ class Tools:
     def sharpen(self, blurred: np.ndarray) -> np.ndarray:
         return self.engine.run(self.sharpener, blurred, condition=BLUR_HINTS["auto"])[0]
 
-    def deconvolve(self, blurred: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    def deconvolve(self, blurred: np.ndarray, kernel: np.ndarray, noise: float) -> np.ndarray:
+        """`blurred` deconvolved by `kernel`; `noise` is its noise level (0..1 scale, `estimate_sigma`)."""
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
             return self.engine.run(self.denoiser, x, condition=sigma * self.denoise_spec.condition_scale)[0]
 
-        return deconvolve(blurred, kernel, estimate_sigma(blurred), denoise)
+        return deconvolve(blurred, kernel, noise, denoise)
 
 
 def varied_shake(length: float, rng: random.Random) -> np.ndarray:
@@ -191,12 +192,12 @@ def gate_set(tools: Tools, net: shake.ShakeRefiner, seed: int, count: int) -> li
             sharpened = tools.sharpen(blurred)
             rough = rough_kernel(blurred, sharpened)
             estimate = refined_kernel(net, blurred, rough)
-            deconvolved = tools.deconvolve(blurred, estimate)
+            noise = estimate_sigma(blurred)
+            deconvolved = tools.deconvolve(blurred, estimate, noise)
             base = psnr(blurred, clean)
             rows.append({
                 "detailed": detailed, "varied": bool(i % 2),
-                "features": shake.gate_features(blurred, sharpened, deconvolved, estimate, rough,
-                                                estimate_sigma(blurred)),
+                "features": shake.gate_features(blurred, sharpened, deconvolved, estimate, rough, noise),
                 "sharpened": psnr(sharpened, clean) - base,
                 "mixed": {share: psnr((1 - share) * sharpened + share * deconvolved, clean) - base
                           for share in (*SHARES, 0.75)}})
@@ -218,7 +219,7 @@ def gate_rules(gate: dict[float, np.ndarray]) -> dict[str, Callable[[dict], floa
     """Each rule's gain on a gate-set row."""
 
     def best_share(r: dict) -> float:
-        share, _ = max(((0.0, 0.0), *((s, float(r["features"] @ c)) for s, c in gate.items())), key=lambda p: p[1])
+        share, _ = shake.best_share(r["features"], gate)
         return r["sharpened"] if share == 0.0 else r["mixed"][share]
 
     strays = lambda r: float(np.exp(r["features"][1]))  # noqa: E731
@@ -264,11 +265,11 @@ def evaluate(net: shake.ShakeRefiner, tools: Tools, count: int, seed: int = EVAL
                 sharpened = tools.sharpen(blurred)
                 rough = rough_kernel(blurred, sharpened)
                 estimate = refined_kernel(net, blurred, rough)
-                deconvolved = tools.deconvolve(blurred, estimate)
-                features = shake.gate_features(blurred, sharpened, deconvolved, estimate, rough,
-                                               estimate_sigma(blurred))
+                noise = estimate_sigma(blurred)
+                deconvolved = tools.deconvolve(blurred, estimate, noise)
+                features = shake.gate_features(blurred, sharpened, deconvolved, estimate, rough, noise)
                 strays = float(np.exp(features[1]))
-                share, _ = max(((0.0, 0.0), *shake.predicted_gains(features).items()), key=lambda p: p[1])
+                share, _ = shake.best_share(features)
                 average = 0.5 * (sharpened + deconvolved)
                 base = psnr(blurred, clean)
                 rows.append([psnr(sharpened, clean) - base, psnr(deconvolved, clean) - base,

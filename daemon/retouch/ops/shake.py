@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -197,9 +198,15 @@ def gate_features(blurred: np.ndarray, sharpened: np.ndarray, deconvolved: np.nd
     return np.concatenate([[1.0], np.log(np.maximum(measured, 1e-12))])
 
 
-def predicted_gains(features: np.ndarray) -> dict[float, float]:
+def predicted_gains(features: np.ndarray, gate: dict[float, Any] = GATE) -> dict[float, float]:
     """The gate's predicted gain (dB over the sharpener's result) for each share of the deconvolution."""
-    return {share: float(features @ np.array(coefficients)) for share, coefficients in GATE.items()}
+    return {share: float(features @ np.asarray(coefficients)) for share, coefficients in gate.items()}
+
+
+def best_share(features: np.ndarray, gate: dict[float, Any] = GATE) -> tuple[float, float]:
+    """(the share of the deconvolution to mix in, its predicted gain): the largest predicted gain, or (0, 0) where
+    none is positive."""
+    return max(((0.0, 0.0), *predicted_gains(features, gate).items()), key=lambda pair: pair[1])
 
 
 def mix_with_deconvolution(blurred: np.ndarray, sharpened: np.ndarray, noise: float,
@@ -213,7 +220,7 @@ def mix_with_deconvolution(blurred: np.ndarray, sharpened: np.ndarray, noise: fl
     kernel, rough = estimate_shake(*window)
     deconvolved = deconvolve_with(kernel)
     features = gate_features(*window, central_window(deconvolved), kernel, rough, noise)
-    share, gain = max(((0.0, 0.0), *predicted_gains(features).items()), key=lambda pair: pair[1])
+    share, gain = best_share(features)
     report = {"kernel_extent": kernel_extent(kernel), "share": share, "predicted_gain_db": round(gain, 2)}
     if share == 0.0:
         return sharpened, report
