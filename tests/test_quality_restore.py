@@ -101,4 +101,4 @@ def test_sharpen_gains_and_beats_unsharp_mask(client: Client, kind: str) -> None
         hinted = mean_psnr([run(client, "sharpen", b, blur="motion") for b in blurred], clean)
         print(f"sharpen motion, --blur motion: {hinted:.2f} dB")
         assert hinted >= base + 2.0
-        assert hinted >= ours + 0.3
+        assert hinted >= ours + 0.8  # measured +1.20 (32.49 against 31.29 dB)

@@ -45,15 +45,17 @@ def sharpen(client: Client, u8: np.ndarray, **params: Any) -> tuple[np.ndarray, 
 
 def test_the_refiner_brings_the_kernel_nearer_the_true_shake(client: Client) -> None:
     """Its input, the least-squares kernel against the sharpener's output, is short and patchy; its output must be
-    nearer the truth on every crop (measured: L1 0.30-0.87 against 0.99-1.82, out of 2)."""
+    nearer the truth on every crop (measured: L1 0.42-0.76 against 1.03-1.82, out of 2)."""
     rng = random.Random(3)
     for i, name in enumerate(("ladybird-1.png", "path-0.png", "dune-1.png", "eveningglow-4.png")):
         truth = motion_kernel(11, rng)
         blurred = shaken(crop(name), truth, seed=i)
         sharpened, _ = sharpen(client, blurred)
-        kernel, rough = shake.estimate_shake(blurred / 255, sharpened / 255)
+        estimate = shake.estimate_shake(blurred / 255, sharpened / 255)
+        kernel, rough = estimate.kernel, estimate.rough
         assert kernel.shape == (21, 21) and abs(kernel.sum() - 1) < 1e-9 and kernel.min() >= 0
         refined, start = shake.kernel_error(kernel, truth), shake.kernel_error(rough, truth)
+        print(f"{name}: kernel L1 error, refined {refined:.2f}, least squares {start:.2f}")
         assert refined < start - 0.1 and refined < 1.0, f"{name}: refined {refined:.2f}, least squares {start:.2f}"
 
 
@@ -77,7 +79,7 @@ def test_sharpen_motion_reports_the_shake_and_is_blind_where_the_gate_declines(c
         out, info = sharpen(client, blurred, blur="motion")
         report = info["shake"]
         assert set(report) == {"kernel_extent", "share", "predicted_gain_db"}
-        assert 5 <= report["kernel_extent"] <= 21 and report["share"] in (0.0, 0.25, 0.5)
+        assert 5 <= report["kernel_extent"] <= 21 and report["share"] in (0.0, *shake.GATE)
         assert (report["share"] == 0.0) == (report["predicted_gain_db"] == 0.0)
         assert info["blur"] == "motion" and info["model"] == "retouch-sharpen"
         if report["share"] == 0.0:  # the blind sharpener's result, bit for bit
@@ -97,18 +99,20 @@ def test_sharpen_motion_on_a_picture_too_small_to_estimate_uses_the_hint_alone(c
 def test_fit_gate_recovers_a_linear_gain_and_picks_the_best_share() -> None:
     """train_shake_kernel.py's gate fit on rows whose gains are exact linear functions of their features."""
     rng = np.random.default_rng(0)
-    truth = {0.25: np.array([0.5, -1.0, 0.2, 0, 0, 0, 0, 0.3]), 0.5: np.array([0.2, -2.5, 0.4, 0, 0, 0, 0, 0.8])}
+    truth = {0.25: np.array([0.5, -1.0, 0.2, 0, 0, 0, 0, 0.3, -0.2]),
+             0.5: np.array([0.2, -2.5, 0.4, 0, 0, 0, 0, 0.8, -0.5]),
+             0.75: np.array([-0.3, -3.5, 0.6, 0, 0, 0, 0, 1.2, -0.9])}
     rows = []
     for _ in range(400):
-        features = np.concatenate([[1.0], rng.normal(0, 1, 7)])
+        features = np.concatenate([[1.0], rng.normal(0, 1, 8)])
         sharpened = float(rng.uniform(0, 3))
         rows.append({"features": features, "varied": False, "sharpened": sharpened,
-                     "mixed": {0.25: sharpened + features @ truth[0.25], 0.5: sharpened + features @ truth[0.5],
-                               0.75: sharpened}})
+                     "mixed": {share: sharpened + features @ coefficients for share, coefficients in truth.items()}})
     gate = fit_gate(rows)
+    assert set(gate) == set(truth)
     for share in truth:
         assert np.allclose(gate[share], truth[share], atol=0.02), (share, gate[share])
     best = gate_rules(gate)["the gate's best share (shipped)"]
     for r in rows[:50]:
-        wanted = max([r["sharpened"], r["mixed"][0.25], r["mixed"][0.5]])
+        wanted = max([r["sharpened"], *r["mixed"].values()])
         assert best(r) == pytest.approx(wanted, abs=0.05)

@@ -2,9 +2,10 @@
 "Camera shake: the estimated kernel, mixed in"). Everything runs on a CPU; training photos only (`validation.py`).
 
 Per blurred crop, `retouch.ops.shake` measures the least-squares kernel that blurs the blind sharpener's output
-into the crop, and the autocorrelation of the crop's gradients; `ShakeRefiner` maps both to the kernel (L1 loss).
-The picture deconvolved with it is mixed into the sharpener's result by a share (0, 1/4 or 1/2) that the gate
-picks: two linear predictions of the gain, fitted by ridge regression on measurements of validation crops.
+into the crop, and the autocorrelation of the crop's gradients; `ShakeRefiner` maps both to the kernel (L1 loss;
+at run time its answers for the input's eight turns and flips are averaged). The picture deconvolved with it is
+mixed into the sharpener's result by a share (0, 1/4, 1/2 or 3/4) that the gate picks: three linear predictions of
+the gain, fitted by ridge regression on measurements of validation crops.
 
     python training/train_shake_kernel.py refiner --samples 6000 --minutes 22 --out refiner.pt
     python training/train_shake_kernel.py refiner --sample-seed 7100 --samples 6000 --cache s1.pkl --minutes 0
@@ -45,7 +46,7 @@ from shaken_pictures import shake_kernel  # noqa: E402  (the S-shaped shake of t
 
 KERNEL_SIZE = shake.KERNEL_SIZE
 TRUST = 1.5  # the first, fixed gate: the half share where the deconvolution strays at most this far (see evaluate)
-SHARES = (0.25, 0.5)  # the gate's shares of the deconvolution
+SHARES = (0.25, 0.5, 0.75)  # the gate's shares of the deconvolution
 RIDGE = 1.0  # the gate's ridge weight (not on the intercept)
 SAMPLE_SIZE, SAMPLE_SEED, EVAL_SEED = 192, 7000, 2000
 
@@ -105,11 +106,6 @@ def load_refiner(weights: Path | None) -> shake.ShakeRefiner:
     state = load_file(str(weights)) if weights.suffix == ".safetensors" else torch.load(weights)
     net.load_state_dict(state)
     return net.eval()
-
-
-def refined_kernel(net: shake.ShakeRefiner, blurred: np.ndarray, rough: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return shake.cleaned(net(torch.from_numpy(shake.refiner_input(blurred, rough))[None])[0].double().numpy())
 
 
 # ---- the refiner ---------------------------------------------------------------------------------------------------
@@ -190,17 +186,17 @@ def gate_set(tools: Tools, net: shake.ShakeRefiner, seed: int, count: int) -> li
             blurred = shaken(crop, kernel, rng.choice([1.0, 2.0, 2.0, 3.0]) / 255, gen)
             clean = crop.permute(1, 2, 0).numpy()
             sharpened = tools.sharpen(blurred)
-            rough = rough_kernel(blurred, sharpened)
-            estimate = refined_kernel(net, blurred, rough)
+            estimate = shake.estimate_shake(blurred, sharpened, net)
             noise = estimate_sigma(blurred)
-            deconvolved = tools.deconvolve(blurred, estimate, noise)
+            deconvolved = tools.deconvolve(blurred, estimate.kernel, noise)
             base = psnr(blurred, clean)
             rows.append({
                 "detailed": detailed, "varied": bool(i % 2),
-                "features": shake.gate_features(blurred, sharpened, deconvolved, estimate, rough, noise),
-                "sharpened": psnr(sharpened, clean) - base,
+                "kernel_error": shake.kernel_error(estimate.kernel, kernel),
+                "features": shake.gate_features(blurred, sharpened, deconvolved, estimate, noise),
+                "sharpened": psnr(sharpened, clean) - base, "deconvolved": psnr(deconvolved, clean) - base,
                 "mixed": {share: psnr((1 - share) * sharpened + share * deconvolved, clean) - base
-                          for share in (*SHARES, 0.75)}})
+                          for share in SHARES}})
         print(f"  {len(rows)} crops", flush=True)
     return rows
 
@@ -263,11 +259,10 @@ def evaluate(net: shake.ShakeRefiner, tools: Tools, count: int, seed: int = EVAL
                 kernel = motion_kernel(rng.uniform(5, 15), rng) if shape.startswith("random") else shake_kernel()
                 blurred, clean = shaken(crop, kernel, 2 / 255, gen), crop.permute(1, 2, 0).numpy()
                 sharpened = tools.sharpen(blurred)
-                rough = rough_kernel(blurred, sharpened)
-                estimate = refined_kernel(net, blurred, rough)
+                estimate = shake.estimate_shake(blurred, sharpened, net)
                 noise = estimate_sigma(blurred)
-                deconvolved = tools.deconvolve(blurred, estimate, noise)
-                features = shake.gate_features(blurred, sharpened, deconvolved, estimate, rough, noise)
+                deconvolved = tools.deconvolve(blurred, estimate.kernel, noise)
+                features = shake.gate_features(blurred, sharpened, deconvolved, estimate, noise)
                 strays = float(np.exp(features[1]))
                 share, _ = shake.best_share(features)
                 average = 0.5 * (sharpened + deconvolved)
@@ -276,7 +271,7 @@ def evaluate(net: shake.ShakeRefiner, tools: Tools, count: int, seed: int = EVAL
                              psnr(average, clean) - base,
                              psnr(average if strays <= TRUST else sharpened, clean) - base, strays <= TRUST,
                              psnr((1 - share) * sharpened + share * deconvolved, clean) - base,
-                             shake.kernel_error(estimate, kernel)])
+                             shake.kernel_error(estimate.kernel, kernel)])
             r = np.array(rows, np.float64)
             print(f"  {label}, {shape}: {r[:, 0].mean():+.2f} | {r[:, 1].mean():+.2f} | {r[:, 2].mean():+.2f} | "
                   f"{r[:, 3].mean():+.2f} ({int(r[:, 4].sum())}/{len(r)}) | {r[:, 5].mean():+.2f} (worst crop "
