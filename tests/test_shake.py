@@ -23,7 +23,7 @@ from shaken_pictures import to_u8
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 from degradations import blur, motion_kernel  # noqa: E402
-from train_shake_kernel import fit_gate, gate_rules  # noqa: E402
+from train_shake_kernel import fit_gate, gate_rules, varied_shake  # noqa: E402
 
 HELD_OUT = Path(__file__).parent / "data" / "heldout"
 
@@ -57,6 +57,23 @@ def test_the_refiner_brings_the_kernel_nearer_the_true_shake(client: Client) -> 
         refined, start = shake.kernel_error(kernel, truth), shake.kernel_error(rough, truth)
         print(f"{name}: kernel L1 error, refined {refined:.2f}, least squares {start:.2f}")
         assert refined < start - 0.1 and refined < 1.0, f"{name}: refined {refined:.2f}, least squares {start:.2f}"
+
+
+def test_the_refined_kernel_turns_and_flips_with_the_picture() -> None:
+    """The refiner's answer is the mean over the eight turns and flips of its input, so turning or mirroring the
+    input must turn or mirror the kernel exactly, and leave the answers' spread as it is (a wrong inverse turn
+    breaks both)."""
+    blurred = shaken(crop("path-0.png"), motion_kernel(11, random.Random(2)), seed=2) / np.float32(255)
+    rough = shake.centred(varied_shake(9, random.Random(4)), shake.KERNEL_SIZE)  # a bent shake: no symmetry
+    inputs = shake.refiner_input(blurred, rough)
+    kernel, spread = shake.refined(shake.refiner(), inputs)
+    assert kernel.shape == (21, 21) and abs(kernel.sum() - 1) < 1e-9 and 0 < spread < 2
+    for same in (np.rot90(kernel), np.rot90(kernel, 2), kernel[:, ::-1], kernel[::-1]):
+        assert np.abs(same - kernel).sum() > 0.1, "a test kernel that turns into itself proves nothing"
+    for turn in (np.rot90, lambda a, axes=(0, 1): np.rot90(a, 2, axes), lambda a, axes=(0, 1): np.flip(a, axes[1])):
+        moved, moved_spread = shake.refined(shake.refiner(), np.ascontiguousarray(turn(inputs, axes=(1, 2))))
+        assert np.allclose(moved, turn(kernel, axes=(0, 1)), atol=1e-5)
+        assert moved_spread == pytest.approx(spread, abs=1e-5)
 
 
 def test_the_gate_keeps_the_sharpener_where_the_deconvolution_goes_wild(client: Client) -> None:

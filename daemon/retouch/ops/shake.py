@@ -166,7 +166,7 @@ def estimate_shake(blurred: np.ndarray, sharpened: np.ndarray, net: ShakeRefiner
         raise ValueError(f"the picture is {blurred.shape[1]}x{blurred.shape[0]} px: estimating its shake needs at "
                          f"least {MIN_SIDE} px on each side")
     rough = centred(least_squares_kernel(blurred, sharpened), KERNEL_SIZE)
-    kernel, spread = refined(net or refiner(), refiner_input(blurred, rough))
+    kernel, spread = refined(refiner() if net is None else net, refiner_input(blurred, rough))
     return ShakeEstimate(kernel, rough, spread)
 
 
