@@ -7,9 +7,17 @@ at run time its answers for the input's eight turns and flips are averaged). The
 mixed into the sharpener's result by a share (0, 1/4, 1/2 or 3/4) that the gate picks: three linear predictions of
 the gain, fitted by ridge regression on measurements of validation crops.
 
-    python training/train_shake_kernel.py refiner --samples 6000 --minutes 22 --out refiner.pt
-    python training/train_shake_kernel.py refiner --sample-seed 7100 --samples 6000 --cache s1.pkl --minutes 0
-    python training/train_shake_kernel.py refiner --from s1.pkl s2.pkl --init refiner.pt --lr 3e-4 --minutes 40
+The shipped refiner, step by step (samples: 20 minutes per 6,000 on one thread; the first line also trains):
+    python training/train_shake_kernel.py refiner --samples 6000 --cache s7000.pkl --minutes 22 --out r1.pt
+    python training/train_shake_kernel.py refiner --sample-seed 7100 --varied --cache s7100.pkl --minutes 0
+    python training/train_shake_kernel.py refiner --from s7100.pkl s7000.pkl --init r1.pt --lr 3e-4 --minutes 25 \
+        --out r2.pt                                      # 300 held-back samples: the first of s7100
+    python training/train_shake_kernel.py refiner --sample-seed 7200 --varied --cache s7200.pkl --minutes 0
+    python training/train_shake_kernel.py refiner --sample-seed 7300 --varied --cache s7300.pkl --minutes 0
+    python training/train_shake_kernel.py refiner --from s7100.pkl s7000.pkl s7200.pkl --init r2.pt --lr 3e-4 \
+        --minutes 16 --out r3.pt                         # one thread, beside the making of s7300
+    python training/train_shake_kernel.py --threads 2 refiner --from s7100.pkl s7000.pkl s7200.pkl s7300.pkl \
+        --init r3.pt --lr 3e-4 --minutes 25 --out refiner.pt
     python training/train_shake_kernel.py export refiner.pt              # -> the builtin safetensors file
     python training/train_shake_kernel.py gate-set --seed 5000 --crops 64 --out gate-a.pkl
     python training/train_shake_kernel.py gate-set --seed 6000 --crops 128 --out gate-b.pkl  (and 8000: gate-c)
