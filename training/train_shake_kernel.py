@@ -7,7 +7,7 @@ at run time its answers for the input's eight turns and flips are averaged). The
 mixed into the sharpener's result by a share (0, 1/4, 1/2 or 3/4) that the gate picks: three linear predictions of
 the gain, fitted by ridge regression on measurements of validation crops.
 
-The shipped refiner, step by step (samples: 20 minutes per 6,000 on one thread; the first line also trains):
+The shipped refiner, step by step (samples: 15-20 minutes per 6,000 on one thread; the first line also trains):
     python training/train_shake_kernel.py refiner --samples 6000 --cache s7000.pkl --minutes 22 --out r1.pt
     python training/train_shake_kernel.py refiner --sample-seed 7100 --varied --cache s7100.pkl --minutes 0
     python training/train_shake_kernel.py refiner --from s7100.pkl s7000.pkl --init r1.pt --lr 3e-4 --minutes 25 \
