@@ -78,6 +78,16 @@ class Tools:
 
         return deconvolve(blurred, kernel, noise, denoise)
 
+    def motion(self, net: shake.ShakeRefiner, blurred: np.ndarray
+               ) -> tuple[np.ndarray, shake.ShakeEstimate, np.ndarray, np.ndarray]:
+        """What `--blur motion` computes for a crop (`shake.mix_with_deconvolution`, on the whole crop): the
+        sharpener's result, the shake estimated by `net`, the deconvolution with it, and the gate's features."""
+        sharpened = self.sharpen(blurred)
+        estimate = shake.estimate_shake(blurred, sharpened, net)
+        noise = estimate_sigma(blurred)
+        deconvolved = self.deconvolve(blurred, estimate.kernel, noise)
+        return sharpened, estimate, deconvolved, shake.gate_features(blurred, sharpened, deconvolved, estimate, noise)
+
 
 def varied_shake(length: float, rng: random.Random) -> np.ndarray:
     """A wider family than `degradations.motion_kernel`: the path bends in 1-3 pieces, each with its own curvature
@@ -100,10 +110,6 @@ def varied_shake(length: float, rng: random.Random) -> np.ndarray:
 def shaken(crop: torch.Tensor, kernel: np.ndarray, sigma: float, gen: np.random.Generator) -> np.ndarray:
     out = blur(crop[None], kernel)[0].permute(1, 2, 0).numpy()
     return np.clip(out + gen.normal(0, sigma, out.shape), 0, 1).astype(np.float32)
-
-
-def rough_kernel(blurred: np.ndarray, sharpened: np.ndarray) -> np.ndarray:
-    return shake.centred(shake.least_squares_kernel(blurred, sharpened), KERNEL_SIZE)
 
 
 def load_refiner(weights: Path | None) -> shake.ShakeRefiner:
@@ -131,7 +137,7 @@ def make_samples(count: int, tools: Tools, varied: bool = False,
         length = rng.uniform(4, 16)
         kernel = varied_shake(length, rng) if varied and i % 2 else motion_kernel(length, rng)
         blurred = shaken(crop, kernel, rng.choice([1.0, 2.0, 2.0, 3.0]) / 255, gen)
-        inputs.append(shake.refiner_input(blurred, rough_kernel(blurred, tools.sharpen(blurred))))
+        inputs.append(shake.refiner_input(blurred, shake.rough_kernel(blurred, tools.sharpen(blurred))))
         kernels.append(shake.centred(kernel, KERNEL_SIZE).astype(np.float32))
         if i % 500 == 0:
             print(f"  sample {i}/{count}", flush=True)
@@ -193,15 +199,11 @@ def gate_set(tools: Tools, net: shake.ShakeRefiner, seed: int, count: int) -> li
             kernel = varied_shake(length, rng) if i % 2 else motion_kernel(length, rng)
             blurred = shaken(crop, kernel, rng.choice([1.0, 2.0, 2.0, 3.0]) / 255, gen)
             clean = crop.permute(1, 2, 0).numpy()
-            sharpened = tools.sharpen(blurred)
-            estimate = shake.estimate_shake(blurred, sharpened, net)
-            noise = estimate_sigma(blurred)
-            deconvolved = tools.deconvolve(blurred, estimate.kernel, noise)
+            sharpened, estimate, deconvolved, features = tools.motion(net, blurred)
             base = psnr(blurred, clean)
             rows.append({
                 "detailed": detailed, "varied": bool(i % 2),
-                "kernel_error": shake.kernel_error(estimate.kernel, kernel),
-                "features": shake.gate_features(blurred, sharpened, deconvolved, estimate, noise),
+                "kernel_error": shake.kernel_error(estimate.kernel, kernel), "features": features,
                 "sharpened": psnr(sharpened, clean) - base, "deconvolved": psnr(deconvolved, clean) - base,
                 "mixed": {share: psnr((1 - share) * sharpened + share * deconvolved, clean) - base
                           for share in SHARES}})
@@ -266,11 +268,7 @@ def evaluate(net: shake.ShakeRefiner, tools: Tools, count: int, seed: int = EVAL
             for crop in crops:
                 kernel = motion_kernel(rng.uniform(5, 15), rng) if shape.startswith("random") else shake_kernel()
                 blurred, clean = shaken(crop, kernel, 2 / 255, gen), crop.permute(1, 2, 0).numpy()
-                sharpened = tools.sharpen(blurred)
-                estimate = shake.estimate_shake(blurred, sharpened, net)
-                noise = estimate_sigma(blurred)
-                deconvolved = tools.deconvolve(blurred, estimate.kernel, noise)
-                features = shake.gate_features(blurred, sharpened, deconvolved, estimate, noise)
+                sharpened, estimate, deconvolved, features = tools.motion(net, blurred)
                 strays = float(np.exp(features[1]))
                 share, _ = shake.best_share(features)
                 average = 0.5 * (sharpened + deconvolved)

@@ -108,6 +108,11 @@ def least_squares_kernel(blurred: np.ndarray, estimate: np.ndarray, size: int = 
     return cleaned(kernel, floor=0.0)
 
 
+def rough_kernel(blurred: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """The least-squares kernel that blurs `estimate` into `blurred`, centred on the KERNEL_SIZE grid."""
+    return centred(least_squares_kernel(blurred, estimate), KERNEL_SIZE)
+
+
 def gradient_autocorrelation(blurred: np.ndarray, radius: int = REACH) -> np.ndarray:
     """The autocorrelation of the picture's luminance gradients (Hann-windowed), (2 radius + 1)^2, peak 1."""
     gray = luminance(blurred)
@@ -165,7 +170,7 @@ def estimate_shake(blurred: np.ndarray, sharpened: np.ndarray, net: ShakeRefiner
     if min(blurred.shape[:2]) < MIN_SIDE:
         raise ValueError(f"the picture is {blurred.shape[1]}x{blurred.shape[0]} px: estimating its shake needs at "
                          f"least {MIN_SIDE} px on each side")
-    rough = centred(least_squares_kernel(blurred, sharpened), KERNEL_SIZE)
+    rough = rough_kernel(blurred, sharpened)
     kernel, spread = refined(refiner() if net is None else net, refiner_input(blurred, rough))
     return ShakeEstimate(kernel, rough, spread)
 
@@ -218,7 +223,7 @@ def gate_features(blurred: np.ndarray, sharpened: np.ndarray, deconvolved: np.nd
     peak, and the spread of the refiner's eight answers."""
     moved = max(rms(sharpened - blurred), 1e-9)
     kernel = estimate.kernel
-    again = centred(least_squares_kernel(blurred, deconvolved), KERNEL_SIZE)
+    again = rough_kernel(blurred, deconvolved)
     measured = [rms(deconvolved - sharpened) / moved, moved, kernel_error(estimate.rough, kernel),
                 kernel_error(again, kernel), noise + 1e-4, rms(np.diff(luminance(blurred), axis=1)), kernel.max(),
                 estimate.spread]
