@@ -29,7 +29,7 @@ the recogniser, and since 2026-11-27 the guard reads each detected line by the s
 `textguard.CROP_SETS`, around the ink box it estimates from the detector's box) and flags it when either set's
 readings differ; so the scores measure finding the text, placing it and deciding on it, not the OCR's accuracy.
 
-    python benchmarks/textguard.py                # evaluation split (seed 3, 300 scenes), with the chosen threshold
+    python benchmarks/textguard.py                # evaluation split (seed 5, 300 scenes), with the chosen threshold
     python benchmarks/textguard.py --tune         # tuning split (seed 1, 120 scenes): sweep the two thresholds
     python benchmarks/textguard.py --naive        # also the naive design: full OCR on both images, boxes compared
     python benchmarks/textguard.py --cache /tmp/tg-eval.pkl   # keep the scenes and reference for the next run
@@ -61,7 +61,9 @@ from retouch.engine.registry import resolve  # noqa: E402
 from retouch.ops import textguard as tg  # noqa: E402
 from text_pictures import Scene, bicubic, degrade, make_scene  # noqa: E402
 
-TUNE_SEED, EVAL_SEED = 1, 3  # seed 2, the evaluation split until 2026-11-27, was retired: its flags had been looked at
+TUNE_SEED, EVAL_SEED = 1, 5  # seeds 2, 3 and 4 were evaluation splits until their flags were looked at (2026-11-27,
+#                             2026-11-28): they are tuning splits now, and seed 5 is made and measured once per design
+LARGE_SEED = 3  # the large picture of the timing (unchanged, so that s/MP compare across runs)
 TUNE_SCENES, EVAL_SCENES = 120, 300
 SIZE = 320  # scene side, px (result)
 MIN_PX, MAX_PX = 5, 12  # capital height of the strings in the input (degraded) picture, px
@@ -226,7 +228,7 @@ def evaluate(all_cases: list[Case], naive: bool) -> None:
 
 def large_timing(engine: Engine) -> None:
     """Seconds per MP on one larger picture (2048 x 2048 result, x4 of a 512 x 512 source, 40 strings)."""
-    scene = make_scene(random.Random(EVAL_SEED), size=(2048, 2048), count=40, heights=(12, 80))
+    scene = make_scene(random.Random(LARGE_SEED), size=(2048, 2048), count=40, heights=(12, 80))
     source = degrade(scene.image, 4, 1.5)
     result, _ = engine.run(engine.get(resolve("retouch-upscale-x4")), source)
     start = time.perf_counter()

@@ -122,6 +122,37 @@ def test_same_size_task_compares_with_the_input_itself() -> None:
     assert [("".join(f.before.split()), "".join(f.after.split())) for f in flags] == [("AB183CD", "AB1B3CD")]
 
 
+def reading(before: str, after: str, score: float = 0.95, evidence: float = 1.0) -> tg.TextFlag:
+    return tg.TextFlag((0, 0, 10, 10), before, after, score, score, evidence if before != after else 0.0)
+
+
+def test_pick_flags_a_letter_changed_by_either_crop_set_with_the_strongest_evidence() -> None:
+    one_set = tg.pick([reading("AB 183", "AB 183"), reading("AB 183", "AB 1B3", evidence=2.0)])
+    assert tg.changed(one_set) and (one_set.before, one_set.after) == ("AB 183", "AB 1B3")
+    both = tg.pick([reading("R0OM", "ROOM", evidence=0.5), reading("R0OM", "ROOM", evidence=3.0)])
+    assert tg.changed(both) and both.evidence == 3.0
+    agreed = tg.pick([reading("STOP 42", "STOP 42"), reading("STOP 42", "STOP 42")])
+    assert not tg.changed(agreed) and agreed.after == "STOP 42"
+
+
+def test_pick_wants_every_set_to_see_a_change_of_punctuation_alone() -> None:
+    one_set = tg.pick([reading("6507-ZD2", "6507ZD2", evidence=1.6), reading("6507-ZD2", "6507-ZD2")])
+    assert not tg.changed(one_set) and one_set.after == "6507-ZD2"  # the agreeing set's reading is reported
+    assert not tg.changed(tg.pick([reading("1.5", "15"), reading("1.5", "1.5")]))
+    both = tg.pick([reading("1.5", "15", evidence=2.0), reading("1.5", "15", evidence=2.5)])
+    assert tg.changed(both) and both.after == "15"  # a dot lost in every set's crops is a changed reading
+    mixed = tg.pick([reading("AB-12", "AB12"), reading("AB-12", "AB-17", evidence=0.3)])
+    assert tg.changed(mixed) and mixed.after == "AB-17"  # a letter changed by one set still counts
+
+
+def test_pick_ignores_readings_no_image_reads_confidently() -> None:
+    assert tg.same_letters("AB-1.2", "AB12") and not tg.same_letters("AB12", "AB1Z")
+    unsure = tg.pick([reading("t", "1", score=tg.MIN_SCORE - 0.05, evidence=4.8), reading("t", "t")])
+    assert not tg.changed(unsure)
+    sure = tg.pick([reading("t", "1", score=tg.MIN_SCORE + 0.05, evidence=4.8), reading("t", "t")])
+    assert tg.changed(sure)
+
+
 def test_protect_text_puts_back_the_conservative_pixels_inside_and_nothing_far_outside() -> None:
     rng = np.random.default_rng(0)
     source = rng.random((40, 60, 3), dtype=np.float32)
