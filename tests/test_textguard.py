@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from retouch.ops import textguard as tg
-from text_pictures import bicubic, degrade, fonts, paint, text_mask
+from text_pictures import bicubic, degrade, fonts, make_scene, paint, text_mask
 
 needs_ocr = pytest.mark.skipif(importlib.util.find_spec("rapidocr") is None, reason="rapidocr is not installed")
 
@@ -84,6 +85,24 @@ def test_the_ink_box_does_not_follow_pixels_far_from_the_detectors_estimate() ->
     assert found[1] == guess[1]  # the rule above the text is not taken for its top
     assert abs(found[3] - true[3]) <= 1
     assert tg.ink_box(np.zeros_like(image), detected) == guess  # nothing to measure: the estimate stands
+
+
+@needs_ocr
+@pytest.mark.parametrize(("seed", "text"), [(18, "exit"), (139, "sale")])
+def test_the_sensitive_pass_finds_a_faint_line_the_first_misses_and_keeps_the_first_boxes(seed: int,
+                                                                                           text: str) -> None:
+    scene = make_scene(random.Random(seed), size=(160, 160), heights=(10, 24))  # a photo behind faint small text
+    source = degrade(scene.image, 2, 0.8)
+    image = tg.to_bgr8(bicubic(source, 2))
+    box = next(r.box for r in scene.regions if r.text == text)
+    first = [b for b in tg.ocr().detect(image) if b[3] - b[1] >= tg.MIN_HEIGHT]
+    lines = tg.find_lines(tg.ocr(), image, image)
+    assert not any(tg.overlap(b, box) for b in first)  # the first pass does not see it at all
+    assert lines[:len(first)] == first  # the lines it found keep their boxes, so their readings do not change
+    found = [b for b in lines[len(first):] if tg.overlap(b, box) >= 0.5 * (box[2] - box[0]) * (box[3] - box[1])]
+    assert len(found) == 1 and tg.iou(found[0], box) >= 0.4, (lines, box)
+    assert all(tg.overlap(b, f) <= tg.NEW_LINE_OVERLAP * (b[2] - b[0]) * (b[3] - b[1])
+               for b in lines[len(first):] for f in first)
 
 
 @needs_ocr

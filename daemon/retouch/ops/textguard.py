@@ -1,18 +1,19 @@
 """The text guard: find text whose reading the enhancement changed (a blurry "8" made a sharp "B"), and keep it safe.
 
-Text lines are detected once, on the result and on the conservative image (a bicubic upscale of the input, or the
-input itself for same-size tasks), and the two sets of boxes are merged. Each line is then read (recognition only)
-in both images from the same cuts, by two independent sets of crops around its estimated ink box (the detector's box
-less its usual padding, with the top and bottom edges measured from the result's pixels): the box and four
-copies moved by a few percent of its height (left/right/up/down in one set, diagonally in the other), each extended
-by eight margins. One crop's reading flips with a pixel of margin on glyphs the OCR can hardly tell apart ("0"/"O",
-"1"/"l"), so each set's reading of an image is the candidate string (any crop's greedy reading, from either image)
-with the highest CTC log-likelihood averaged over the set's crops. A line is flagged when, by either set, the two
-images' readings differ (exact characters, spaces ignored: "8"/"B" and "0"/"O" are what must be caught; a
-difference in punctuation alone only when both sets see it) and one of them is read confidently (MIN_SCORE): the
-guard leans towards flagging, since a missed change is what hurts. Each flag carries
-the evidence, how much less likely the result's reading is in the conservative image than its own reading, plus
-the converse, in nats per crop. `protect_text` puts the conservative pixels back in the flagged boxes, feathered.
+Text lines are detected on the result and on the conservative image (a bicubic upscale of the input, or the input
+itself for same-size tasks), and the two sets of boxes are merged; a second, more sensitive pass (both images
+enlarged twice, lower thresholds) adds the small or faint lines the first did not find. Each line is then read
+(recognition only) in both images from the same cuts, by two independent sets of crops around its estimated ink box
+(the detector's box less its usual padding, with the top and bottom edges measured from the result's pixels): the
+box and four copies moved by a few percent of its height (left/right/up/down in one set, diagonally in the other),
+each extended by eight margins. One crop's reading flips with a pixel of margin on glyphs the OCR can hardly tell
+apart ("0"/"O", "1"/"l"), so each set's reading of an image is the candidate string (any crop's greedy reading, from
+either image) with the highest CTC log-likelihood averaged over the set's crops. A line is flagged when, by either
+set, the two images' readings differ (exact characters, spaces ignored: "8"/"B" and "0"/"O" are what must be caught;
+a difference in punctuation alone only when both sets see it) and one of them is read confidently (MIN_SCORE): the
+guard leans towards flagging, since a missed change is what hurts. Each flag carries the evidence, how much less
+likely the result's reading is in the conservative image than its own reading, plus the converse, in nats per crop.
+`protect_text` puts the conservative pixels back in the flagged boxes, feathered.
 
 OCR is rapidocr (PP-OCR det/rec ONNX models bundled in its wheel, run by onnxruntime on the CPU); it is imported on
 first use and loaded once per process. Measured: benchmarks/textguard.py.
@@ -49,6 +50,11 @@ ROW_TRUST = 0.12  # the rows measured replace the estimate from the detector's b
 MERGE_IOU = 0.3  # boxes found on both images that overlap this much are one box
 DETECT_TILE = 1536  # px: detection runs at full resolution on tiles of at most this size (memory)
 DETECT_OVERLAP = 128
+# the second, more sensitive detection pass for small and faint text: the image enlarged this many times (bicubic,
+# tile by tile), with the detector's thresholds lowered to these (rapidocr's defaults: 0.3 and 0.5)
+SENSITIVE_UPSCALE = 2
+SENSITIVE_THRESH, SENSITIVE_BOX_THRESH = 0.2, 0.3
+NEW_LINE_OVERLAP = 0.2  # a box of the second pass is a new line when no first-pass box covers more of it than this
 REC_HEIGHT = 48  # the recogniser's input height
 REC_BATCH = 8  # crops per recogniser call (memory: T x 18k classes each)
 FLOOR = 1e-6  # probability given to a character outside a time step's 5 likeliest
@@ -93,6 +99,8 @@ class _Ocr:
             params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
         engine = RapidOCR(params=params)
         self.detector = engine._load_det_model()
+        self.sensitive_detector = RapidOCR(params={**params, "Det.thresh": SENSITIVE_THRESH,
+                                                   "Det.box_thresh": SENSITIVE_BOX_THRESH})._load_det_model()
         recognizer = engine._load_rec_model()
         self.rec_session = recognizer.session
         self.characters: list[str] = list(recognizer.postprocess_op.character)  # 0 is the CTC blank
@@ -106,19 +114,24 @@ class _Ocr:
                 cls._instance = cls()
             return cls._instance
 
-    def detect(self, bgr: np.ndarray) -> list[Box]:
-        """Axis-aligned boxes of the text lines, tile by tile at full resolution."""
+    def detect(self, bgr: np.ndarray, sensitive: bool = False) -> list[Box]:
+        """Axis-aligned boxes of the text lines, tile by tile; at full resolution, or (`sensitive`) enlarged
+        SENSITIVE_UPSCALE times with lower thresholds, which finds small and faint lines the first pass misses."""
+        factor = SENSITIVE_UPSCALE if sensitive else 1
+        detector = self.sensitive_detector if sensitive else self.detector
+        size, overlap = DETECT_TILE // factor, DETECT_OVERLAP // factor
         h, w = bgr.shape[:2]
-        step = DETECT_TILE - DETECT_OVERLAP
         boxes: list[Box] = []
-        for y in range(0, max(h - DETECT_OVERLAP, 1), step):
-            for x in range(0, max(w - DETECT_OVERLAP, 1), step):
-                tile = np.ascontiguousarray(bgr[y:y + DETECT_TILE, x:x + DETECT_TILE])
+        for y in range(0, max(h - overlap, 1), size - overlap):
+            for x in range(0, max(w - overlap, 1), size - overlap):
+                tile = np.ascontiguousarray(bgr[y:y + size, x:x + size])
+                if factor > 1:
+                    tile = cv2.resize(tile, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
                 with self.run_lock:
-                    found = self.detector(tile)
+                    found = detector(tile)
                 if found.boxes is None:
                     continue
-                for quad in np.asarray(found.boxes):
+                for quad in np.asarray(found.boxes) / factor:
                     x0, y0 = (int(v) for v in np.floor(quad.min(axis=0)))
                     x1, y1 = (int(v) for v in np.ceil(quad.max(axis=0)))
                     boxes.append((max(0, x + x0), max(0, y + y0), min(w, x + x1), min(h, y + y1)))
@@ -209,9 +222,7 @@ def log_likelihoods(posteriors: list[Posterior], labels: list[list[int]]) -> np.
 
 
 def iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
+    inter = overlap(a, b)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
 
@@ -387,8 +398,22 @@ def read_text(source: np.ndarray, result: np.ndarray) -> list[TextFlag]:
     scale = result_scale(source, result)
     engine = ocr()
     base, out = to_bgr8(conservative(source, scale)), to_bgr8(result)
-    boxes = merge_boxes(engine.detect(out) + engine.detect(base))
-    return [read_line(base, out, box) for box in boxes if box[3] - box[1] >= MIN_HEIGHT]
+    return [read_line(base, out, box) for box in find_lines(engine, base, out)]
+
+
+def find_lines(engine: _Ocr, base: np.ndarray, out: np.ndarray) -> list[Box]:
+    """The text lines of both images: the first pass's boxes, then those of the sensitive pass that no first-pass
+    box covers (small or faint lines; a line the first pass found keeps its box, so its reading does not change)."""
+    first = [b for b in merge_boxes(engine.detect(out) + engine.detect(base)) if b[3] - b[1] >= MIN_HEIGHT]
+    second = [b for b in merge_boxes(engine.detect(out, sensitive=True) + engine.detect(base, sensitive=True))
+              if b[3] - b[1] >= MIN_HEIGHT]
+    return first + [b for b in second
+                    if all(overlap(b, f) <= NEW_LINE_OVERLAP * (b[2] - b[0]) * (b[3] - b[1]) for f in first)]
+
+
+def overlap(a: Box, b: Box) -> int:
+    """The area two boxes share, px."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def changed(flag: TextFlag, min_score: float = MIN_SCORE, min_evidence: float = MIN_EVIDENCE) -> bool:
