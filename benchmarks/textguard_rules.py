@@ -4,7 +4,7 @@ The guard flags a line when, by either of its two crop sets, the conservative im
 differently. This script reads every detected line once, keeping each of the 80 crops' readings and the CTC
 log-likelihood of every candidate string under every crop (both images), then scores rules that need them:
 
-- either set (the guard's rule), both sets;
+- either set (the guard's rule, `textguard.pick`), both sets;
 - pooled: one reading per image from all 80 crops (the candidate with the highest mean log-likelihood);
 - vote >= v: at least that share of the 80 cuts read differently in the two images;
 - either set and vote >= v.
@@ -71,8 +71,8 @@ def vote(line: Line) -> float:
 
 
 def rules() -> dict[str, Callable[[Line], bool]]:
-    def either(line: Line) -> bool:
-        return any(tg.changed(reading(line, [s])) for s in range(len(tg.CROP_SETS)))
+    def either(line: Line) -> bool:  # the guard's rule (textguard.pick): either set, punctuation alone by both
+        return tg.changed(tg.pick([reading(line, [s]) for s in range(len(tg.CROP_SETS))]))
 
     found: dict[str, Callable[[Line], bool]] = {
         "either set (the guard)": either,
