@@ -223,7 +223,7 @@ def log_likelihoods(posteriors: list[Posterior], labels: list[list[int]]) -> np.
 
 def iou(a: Box, b: Box) -> float:
     inter = overlap(a, b)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    union = area(a) + area(b) - inter
     return inter / union if union > 0 else 0.0
 
 
@@ -404,16 +404,22 @@ def read_text(source: np.ndarray, result: np.ndarray) -> list[TextFlag]:
 def find_lines(engine: _Ocr, base: np.ndarray, out: np.ndarray) -> list[Box]:
     """The text lines of both images: the first pass's boxes, then those of the sensitive pass that no first-pass
     box covers (small or faint lines; a line the first pass found keeps its box, so its reading does not change)."""
-    first = [b for b in merge_boxes(engine.detect(out) + engine.detect(base)) if b[3] - b[1] >= MIN_HEIGHT]
-    second = [b for b in merge_boxes(engine.detect(out, sensitive=True) + engine.detect(base, sensitive=True))
-              if b[3] - b[1] >= MIN_HEIGHT]
-    return first + [b for b in second
-                    if all(overlap(b, f) <= NEW_LINE_OVERLAP * (b[2] - b[0]) * (b[3] - b[1]) for f in first)]
+    def found(sensitive: bool) -> list[Box]:
+        boxes = merge_boxes(engine.detect(out, sensitive) + engine.detect(base, sensitive))
+        return [b for b in boxes if b[3] - b[1] >= MIN_HEIGHT]
+
+    first = found(sensitive=False)
+    return first + [b for b in found(sensitive=True)
+                    if all(overlap(b, f) <= NEW_LINE_OVERLAP * area(b) for f in first)]
 
 
 def overlap(a: Box, b: Box) -> int:
     """The area two boxes share, px."""
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def area(box: Box) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
 
 
 def changed(flag: TextFlag, min_score: float = MIN_SCORE, min_evidence: float = MIN_EVIDENCE) -> bool:
