@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from shaken_pictures import with_a_lamp
+from text_pictures import degrade, fonts, paint, text_mask
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "heldout"
 NP = {"u8": np.dtype("u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2"), "f32": np.dtype("<f4")}
@@ -51,3 +52,13 @@ def close_to_scaled(mask: np.ndarray, small: np.ndarray, scale: int) -> None:
     shifts = [padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)]
     inside, outside = np.min(shifts, axis=0), np.max(shifts, axis=0)
     assert (sampled[inside == 255] == 255).all() and (sampled[outside == 0] == 0).all()
+
+
+def small_sign() -> np.ndarray:
+    """A 64 x 24 sign saying "SO 8B" (DejaVu Sans Bold, 5 px capitals), 8-bit RGBA, opaque: so small that its
+    bicubic x4 enlargement reads "SO 88" and the builtin x4 upscaler's "SO 8B", which the text guard flags."""
+    image = np.full((96, 256, 3), (0.92, 0.9, 0.86), np.float32)
+    font = next((f for f in fonts() if f.name == "DejaVuSans-Bold.ttf"), fonts()[0])
+    paint(image, text_mask("SO 8B", font, 20), 16, 30, (0.08, 0.08, 0.1))
+    rgb = np.rint(degrade(image, 4, 2.2) * 255).astype(np.uint8)
+    return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pictures import LAMP_TRACE, bounding_box, close_to_scaled, photo, shaken_lamp_photo
+from pictures import LAMP_TRACE, bounding_box, close_to_scaled, photo, shaken_lamp_photo, small_sign
 from retouch import editor
 from retouch.client import Client
 from retouch.protocol import ImageSpec
@@ -70,6 +70,8 @@ CASES: list[dict[str, Any]] = [
      "args": {"options": "noise_level=5"}},
     {"name": "menu_face_procedure", "precision": "u8-non-linear", "procedure": "retouch-face", "task": "face",
      "picture": "astronaut", "args": {}},
+    {"name": "text_flag_path", "precision": "u8-non-linear", "task": "upscale", "picture": "sign",
+     "args": {"scale": 4, "options": "text_guard=true"}},
 ]
 GOOD = [c for c in CASES if "refused" not in c["name"] and "picture" not in c and c["name"] != "review_layer"]
 ASTRONAUT = 256  # the astronaut picture's side; MTCNN finds her face at about (89, 30) - (135, 88) there
@@ -92,6 +94,12 @@ def gimp_batch(chroot, workdir: Path, home: Path, cases: list[dict], runtime: Pa
         if case.get("picture") == "astronaut":
             src.write_bytes(astronaut_rgba(ASTRONAUT).tobytes())
             plan_cases.append(dict(case, width=ASTRONAUT, height=ASTRONAUT, babl=babl, source=chroot.inside(src)))
+            continue
+        if case.get("picture") == "sign":
+            sign = small_sign()
+            src.write_bytes(sign.tobytes())
+            plan_cases.append(dict(case, width=sign.shape[1], height=sign.shape[0], babl=babl,
+                                   source=chroot.inside(src)))
             continue
         if case.get("picture") == "shaken_lamp":
             src.write_bytes(shaken_lamp_rgba()[1].tobytes())
@@ -330,6 +338,25 @@ def test_face_flag_becomes_a_named_path_around_the_face(gimp_run: Path, e2e_daem
     paths = rep["paths"]
     assert [p["name"] for p in paths] == ["Retouch flag: face: strength 0.5"], paths
     assert paths[0]["box"] == [x0, y0, x1, y1] and paths[0]["visible"] and paths[0]["strokes"] == 1
+
+
+def test_text_flag_becomes_a_named_path_in_the_new_image(gimp_run: Path, e2e_daemon: Path) -> None:
+    """Upscale x4 with the text guard on (`text_guard=true` in the options) of a sign whose reading the upscaler
+    changes: the new image holding the result gets one rectangular path per text flag, named with the daemon's own
+    words, around exactly the box the daemon reported."""
+    rep = report(gimp_run, "text_flag_path")
+    assert rep["status"] == "success", rep
+    assert rep["source_unchanged"] and rep["images_added"] == 1 and not rep["layer"]["same_image"]
+    sign = small_sign()
+    client = Client(autostart=False, timeout=120, path=e2e_daemon / "daemon.json")
+    expected = client.enhance("upscale", sign.tobytes(), ImageSpec(sign.shape[1], sign.shape[0], "u8", "RGBA", "srgb"),
+                              params={"scale": 4, "text_guard": True})
+    assert (gimp_run / "text_flag_path.layer").read_bytes() == expected.pixels
+    texts = [f for f in expected.info.get("flags", []) if f["kind"] == "text"]
+    assert [(f["before"], f["after"]) for f in texts] == [("SO 88", "SO 8B")], expected.info.get("flags")
+    paths = [p for p in rep["paths"] if p["name"].startswith("Retouch flag: text")]
+    assert [(p["name"], p["box"], p["visible"], p["strokes"]) for p in paths] == \
+        [(f"Retouch flag: {f['label']}", f["box"], True, 1) for f in texts], rep["paths"]
 
 
 def test_face_procedure_restores_the_face_in_a_new_layer(gimp_run: Path, e2e_daemon: Path) -> None:
