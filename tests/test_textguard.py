@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from retouch.ops import textguard as tg
@@ -54,6 +55,47 @@ def test_a_substituted_character_is_flagged_with_both_readings(before: str, afte
     assert flag.evidence >= tg.MIN_EVIDENCE and max(flag.before_score, flag.after_score) >= tg.MIN_SCORE
     wire = json.loads(json.dumps(flag.to_wire()))
     assert wire["kind"] == "text" and wire["box"] == list(flag.box) and wire["after"] == flag.after
+
+
+@needs_ocr
+def test_a_line_the_first_crop_set_reads_the_same_and_sure_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    source, result = substituted("AB 183 CD", "AB 1B3 CD")
+    engine = tg.ocr()
+    calls: list[int] = []
+    recognise = engine.posteriors
+    monkeypatch.setattr(engine, "posteriors", lambda crops: calls.append(len(crops)) or recognise(crops))
+    lines = tg.read_text(source, result)
+    assert ["".join(line.after.split()) for line in lines] == ["AB1B3CD", "STOP42"]
+    assert tg.changed(lines[0]) and not tg.changed(lines[1])
+    one_set = [2 * len(moves) * len(margins) for moves, margins in tg.CROP_SETS]  # both images' crops, per set
+    assert calls == one_set + one_set[:1]  # the changed line by both sets, "STOP 42" by the first alone
+    assert min(lines[1].before_score, lines[1].after_score) >= tg.SETTLED_SCORE
+
+
+@needs_ocr
+def test_each_crop_is_read_padded_as_rapidocr_does_whatever_it_is_read_with() -> None:
+    engine = tg.ocr()
+    image = tg.to_bgr8(sign(["AB 183 CD", "STOP 42"]))
+    wide = tg.to_bgr8(np.tile(sign(["AB 183 CD"]), (1, 2, 1)))[2:54]  # wider than REC_MIN_WIDTH at height 48
+    crops = [image[2:54, 8:300], image[58:110, 8:250], wide, image[58:110, 8:40], image[2:54, 8:300]]
+    together = engine.posteriors(crops)
+    for crop, got in zip(crops, together, strict=True):
+        w = int(np.ceil(tg.REC_HEIGHT * crop.shape[1] / crop.shape[0]))
+        width = max(w, tg.REC_MIN_WIDTH)
+        alone = np.zeros((1, 3, tg.REC_HEIGHT, width), np.float32)
+        alone[0, :, :, :w] = (cv2.resize(crop, (w, tg.REC_HEIGHT)).astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+        probs = engine.rec_session(alone)[0]
+        want = tg.Posterior.of(probs[:max(1, int(np.ceil(len(probs) * w / width)))], engine.characters)
+        assert got.text == want.text and got.columns == want.columns
+        assert np.allclose(got.probs, want.probs, atol=1e-5)  # no more padding than its own, whatever is read with it
+    assert ["".join(p.text.split()) for p in together[:3]] == ["AB183CD", "STOP42", "AB183CDAB183CD"]
+
+
+def test_settled_needs_the_same_reading_and_both_sure() -> None:
+    box = (0, 0, 10, 10)
+    assert tg.settled(tg.TextFlag(box, "STOP 42", "STOP42", 0.99, 0.985))
+    assert not tg.settled(tg.TextFlag(box, "STOP 42", "STOP 4Z", 0.99, 0.99))
+    assert not tg.settled(tg.TextFlag(box, "STOP 42", "STOP 42", 0.99, 0.97))
 
 
 def text_line_with_detector_box(overline: bool = False) -> tuple[np.ndarray, tg.Box, tg.Box]:
@@ -129,7 +171,8 @@ def test_a_line_whose_pixels_the_task_left_alone_is_not_read(monkeypatch: pytest
     assert all(line.before == line.after == "" for line in lines) and tg.text_flags(source, result) == []
     result[30, 60] = 1.0 - result[30, 60]  # one pixel of the first line changed: that line, and only it, is read
     lines = tg.read_text(source, result)
-    assert len(read) == len(tg.CROP_SETS)  # one recogniser call per crop set, for the first line only
+    moves, margins = tg.CROP_SETS[0]
+    assert read == [2 * len(moves) * len(margins)]  # the first line only, by the first crop set (it is `settled`)
     assert "".join(lines[0].after.split()) == "AB183CD" and lines[1].after == ""
 
 
