@@ -1,9 +1,9 @@
 """The before/after pictures of the README, made by the project itself through the daemon.
 
 Each picture is the centre 256 px window of a held-out photo (never seen in training; no picking of flattering
-crops), or for the face task the 256 px around the face of scikit-image's astronaut: the degraded input, Retouch's
-result (the same request `retouch enhance` sends), and the original, side by side with the PSNR of each against
-the original.
+crops), or for the face task the 256 px around the face of scikit-image's astronaut, or for the text flag a scene of
+the text guard benchmark: the degraded input, Retouch's result (the same request `retouch enhance` sends), and the
+original, side by side with the PSNR of each against the original.
 
     python benchmarks/examples.py            # writes benchmarks/examples/*.jpg
 """
@@ -42,14 +42,14 @@ def run(client: Client, task: str, image: np.ndarray, **params: Any) -> np.ndarr
 
 def panel(name: str, images: list[tuple[str, np.ndarray]], original: np.ndarray,
           unscored: tuple[str, ...] = ()) -> None:
-    width = SIZE * len(images)
-    sheet = Image.new("RGB", (width, SIZE + 22), "white")
+    h, w = original.shape[:2]  # every picture of a panel has the original's size (256 px, or the text scene's 320)
+    sheet = Image.new("RGB", (w * len(images), h + 22), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (label, img) in enumerate(images):
-        sheet.paste(Image.fromarray(np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)), (i * SIZE, 22))
+        sheet.paste(Image.fromarray(np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)), (i * w, 22))
         scored = img is not original and label not in unscored
         text = f"{label}  {psnr(img, original):.1f} dB" if scored else label  # PSNR against the original
-        draw.text((i * SIZE + 4, 5), text, fill="black")
+        draw.text((i * w + 4, 5), text, fill="black")
     OUT.mkdir(exist_ok=True)
     sheet.save(OUT / f"{name}.jpg", quality=92)
     print(OUT / f"{name}.jpg")
@@ -120,6 +120,52 @@ def main() -> None:
     window = np.s_[0:SIZE, 96:96 + SIZE]  # the 256 px around her face
     face = np.ascontiguousarray(portrait[window])
     panel("face", [("blur 1.6 + noise 8", worn[window]), ("--task face", restored[window]), ("original", face)], face)
+
+    review_map(client, evening)
+    text_flag(client)
+
+
+def review_map(client: Client, photo: np.ndarray) -> None:
+    """The invention map of a x4 upscale: the held-out window area-downscaled 4x, then `--scale 4 --review`."""
+    small = cv2.resize(photo, (SIZE // 4, SIZE // 4), interpolation=cv2.INTER_AREA)
+    arr = np.rint(np.clip(small, 0, 1) * 255).astype(np.uint8)
+    result = client.enhance("upscale", arr.tobytes(), spec_for_array(arr), params={"scale": 4, "review": True})
+    up = frame_to_array(result.spec, result.pixels).astype(np.float32) / 255
+    assert result.review is not None
+    found = np.frombuffer(result.review, np.uint8).reshape(SIZE, SIZE).astype(np.float32) / 255
+    bicubic = cv2.resize(small, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
+    panel("review", [("bicubic x4", bicubic), ("--scale 4", up), ("--review (white: not in the input)",
+                                                                 np.repeat(found[:, :, None], 3, 2)),
+                     ("original", photo)], photo, unscored=("--review (white: not in the input)",))
+
+
+def text_flag(client: Client) -> None:
+    """A flagged text change: scene 213 of the text guard benchmark's seed-5 split (a plate "SP 531 UW" 5 px tall
+    in the input, x4), chosen because the upscaler changed a reading there; `--text-guard` draws its flags."""
+    from textguard import scenes
+
+    scene, scale, _, source = list(scenes(5, 214))[-1]
+    arr = np.rint(np.clip(source, 0, 1) * 255).astype(np.uint8)
+    params: dict[str, Any] = {"scale": scale, "text_guard": True, "face_strength": 1.0}
+    result = client.enhance("upscale", arr.tobytes(), spec_for_array(arr), params=params)
+    up = frame_to_array(result.spec, result.pixels).astype(np.float32) / 255
+    flags = [f for f in result.info.get("flags", []) if f["kind"] == "text"]
+    assert flags, "the guard flagged nothing on the example scene"
+    kept = run(client, "upscale", source, **dict(params, protect_text=True))
+    bicubic = cv2.resize(arr, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
+    before = f"bicubic x{scale}: reads " + " / ".join(f'"{f["before"]}"' for f in flags)
+    after = "--text-guard: the result reads " + " / ".join(f'"{f["after"]}"' for f in flags)
+    panel("text-flag", [(before, boxed(bicubic, flags)), (after, boxed(up, flags)), ("--protect-text", kept),
+                        ("original", scene.image)], scene.image, unscored=(before, after))
+
+
+def boxed(image: np.ndarray, flags: list[dict[str, Any]]) -> np.ndarray:
+    """`image` with each flag's box drawn in red, 2 px."""
+    out = image.copy()
+    for flag in flags:
+        x0, y0, x1, y1 = flag["box"]
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), (1.0, 0.1, 0.1), 2)
+    return out
 
 
 if __name__ == "__main__":

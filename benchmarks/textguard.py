@@ -102,14 +102,19 @@ class Case:
         return [ref_changed(r[0]) for r in self.readings]
 
 
-def cases(seed: int, count: int, engine: Engine, min_px: int = MIN_PX) -> Iterator[Case]:
+def scenes(seed: int, count: int, min_px: int = MIN_PX) -> Iterator[tuple[Scene, int, float, np.ndarray]]:
+    """The split's scenes: (scene, scale, blur, the degraded scene the upscaler gets)."""
     rng = random.Random(seed)
-    models = {s: engine.get(resolve(f"retouch-upscale-x{s}")) for s in (2, 4)}
     for _ in range(count):
         scale = rng.choice((2, 4))
         scene = make_scene(rng, size=(SIZE, SIZE), heights=(min_px * scale, MAX_PX * scale))
         blur = rng.uniform(0.15, 0.75) * scale
-        source = degrade(scene.image, scale, blur)
+        yield scene, scale, blur, degrade(scene.image, scale, blur)
+
+
+def cases(seed: int, count: int, engine: Engine, min_px: int = MIN_PX) -> Iterator[Case]:
+    models = {s: engine.get(resolve(f"retouch-upscale-x{s}")) for s in (2, 4)}
+    for scene, scale, blur, source in scenes(seed, count, min_px):
         result, _ = engine.run(models[scale], source)
         result = np.ascontiguousarray(np.clip(result, 0, 1), np.float32)
         yield Case(scene, scale, blur, source, result, reference(scene, source, result, scale))
