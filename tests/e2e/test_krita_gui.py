@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pictures import small_sign
 from PIL import Image
+from retouch.client import Client
+from retouch.protocol import ImageSpec
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent.parent / "docs"
@@ -48,6 +51,9 @@ def gui_run(chroot, workdir: Path, krita_bundle: Path, e2e_daemon: Path) -> tupl
 
     portrait = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((FACE_SIDE, FACE_SIDE),
                                                                             Image.Resampling.LANCZOS))
+    sign = small_sign()
+    sign_picture = workdir / "gui-sign.raw"
+    sign_picture.write_bytes(sign[:, :, [2, 1, 0, 3]].tobytes())  # Krita's U8 layout: BGRA
     face_picture = workdir / "gui-face.raw"
     face_picture.write_bytes(np.dstack([portrait[:, :, ::-1], np.full((FACE_SIDE, FACE_SIDE), 255, np.uint8)])
                              .tobytes())
@@ -56,6 +62,7 @@ def gui_run(chroot, workdir: Path, krita_bundle: Path, e2e_daemon: Path) -> tupl
            "XDG_CONFIG_HOME": chroot.inside(config), "RETOUCH_RUNTIME_DIR": chroot.inside(e2e_daemon),
            "RETOUCH_E2E_OUT": chroot.inside(out), "RETOUCH_E2E_PICTURE": chroot.inside(picture),
            "RETOUCH_E2E_FACE": chroot.inside(face_picture), "RETOUCH_E2E_FACE_SIDE": str(FACE_SIDE),
+           "RETOUCH_E2E_SIGN": chroot.inside(sign_picture), "RETOUCH_E2E_SIGN_SIZE": f"{sign.shape[1]}x{sign.shape[0]}",
            "RETOUCH_DAEMON_COMMAND": "/bin/false"}
     proc = chroot.run(["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "krita", "--nosplash"], env, timeout=300)
     result = out / "gui.json"
@@ -125,3 +132,25 @@ def test_face_flag_is_listed_and_a_click_zooms_to_it(gui_run) -> None:
     assert ax <= x and ay <= y and x + w <= ax + aw and y + h <= ay + ah, "the flagged face is not in view"
     cx, cy = x + w / 2, y + h / 2
     assert abs(ax + aw / 2 - cx) < aw / 6 and abs(ay + ah / 2 - cy) < ah / 6, "the face is not centred"
+
+
+def test_text_flag_is_listed_in_the_new_document(gui_run, e2e_daemon: Path) -> None:
+    """The sign upscaled x4 with the text guard ticked: the docker lists exactly the daemon's text flag, in its words,
+    placed at the daemon's box in the new document the result opened in (4x the sign)."""
+    _, state = gui_run
+    assert state["text_message"].startswith("Added layer"), state["text_message"]
+    sign = small_sign()
+    client = Client(autostart=False, timeout=120, path=e2e_daemon / "daemon.json")
+    expected = client.enhance("upscale", sign[:, :, [2, 1, 0, 3]].tobytes(),
+                              ImageSpec(sign.shape[1], sign.shape[0], "u8", "BGRA", "srgb"),
+                              params={"scale": 4, "text_guard": True})
+    texts = [f for f in expected.info.get("flags", []) if f["kind"] == "text"]
+    assert [(f["before"], f["after"]) for f in texts] == [("SO 88", "SO 8B")], expected.info.get("flags")
+    assert state["text_flags_visible"], "the docker hid its flag list"
+    listed = [t for t in state["text_flags_listed"] if t.startswith("text")]
+    assert len(listed) == len(texts) and all(t.startswith(f["label"]) for t, f in zip(listed, texts, strict=True)), \
+        state["text_flags_listed"]
+    rects = [r for r, t in zip(state["text_flag_rects"], state["text_flags_listed"], strict=True)
+             if t.startswith("text")]
+    assert rects == [[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in (f["box"] for f in texts)], rects
+    assert state["text_flag_documents"][0] == [4 * sign.shape[1], 4 * sign.shape[0]]

@@ -253,7 +253,40 @@ def after_zoom() -> None:
     STATE["visible_after_zoom"] = [after.x, after.y, after.width, after.height] if after else None
     STATE["message_after_zoom"] = STATE["docker"].message.text()
     STATE["zoom_trace"] = [list(t) for t in core.ZOOM_TRACE]
-    for key in ("doc", "src", "docker", "big", "faces"):
+    start_text()
+
+
+def start_text() -> None:
+    """A small sign upscaled x4 with the text guard ticked: the daemon flags the reading it changed; the docker
+    lists the text flag, placed in the new document the result opened in."""
+    log("start_text")
+    app = Krita.instance()
+    width, height = (int(v) for v in os.environ["RETOUCH_E2E_SIGN_SIZE"].split("x"))
+    sign = app.createDocument(width, height, "retouch-e2e-sign", "RGBA", "U8", "", 72.0)
+    STATE["sign"] = sign
+    show_with_layer(sign, "Sign", Path(os.environ["RETOUCH_E2E_SIGN"]).read_bytes(), run_text)
+
+
+def run_text() -> None:
+    log("run_text")
+    docker = STATE["docker"]
+    docker.start(preview=False, task_name="upscale", params={"scale": 4, "text_guard": True})
+    wait_for(lambda: docker.request is None and docker.run_button.isEnabled()
+             and docker.message.text().startswith(("Added layer", "Failed", "Could not")), after_text, 300,
+             "the sign job")
+
+
+def after_text() -> None:
+    log("after_text")
+    from retouch_krita import core
+
+    docker = STATE["docker"]
+    STATE["text_message"] = docker.message.text()
+    STATE["text_flags_visible"] = docker.flags_box.isVisible()
+    STATE["text_flags_listed"] = [docker.flags_list.item(i).text() for i in range(docker.flags_list.count())]
+    STATE["text_flag_rects"] = [[f.rect.x, f.rect.y, f.rect.width, f.rect.height] for _, f in core.FLAGS]
+    STATE["text_flag_documents"] = [(d.width(), d.height()) for d, _ in core.FLAGS]
+    for key in ("doc", "src", "docker", "big", "faces", "sign"):
         STATE.pop(key, None)
     finish()
 
