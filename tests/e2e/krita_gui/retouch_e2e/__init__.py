@@ -213,33 +213,50 @@ def after_cancel() -> None:
 def start_faces() -> None:
     """A portrait: the daemon flags the face it gave a lighter touch; the docker lists it; a click zooms there."""
     log("start_faces")
-    app = Krita.instance()
     side = int(os.environ["RETOUCH_E2E_FACE_SIDE"])
-    faces = app.createDocument(side, side, "retouch-e2e-faces", "RGBA", "U8", "", 72.0)
-    STATE["faces"] = faces
-    show_with_layer(faces, "Portrait", Path(os.environ["RETOUCH_E2E_FACE"]).read_bytes(), run_faces)
+    open_picture("faces", side, side, "Portrait", os.environ["RETOUCH_E2E_FACE"], run_faces)
+
+
+def open_picture(key: str, width: int, height: int, layer_name: str, raw: str, then) -> None:
+    """A new U8 RGBA document (STATE[key]) with one paint layer of the BGRA pixels in file `raw`; then `then`."""
+    doc = Krita.instance().createDocument(width, height, f"retouch-e2e-{key}", "RGBA", "U8", "", 72.0)
+    STATE[key] = doc
+    show_with_layer(doc, layer_name, Path(raw).read_bytes(), then)
+
+
+def run_job(task_name: str, params: dict, then, what: str) -> None:
+    """Start a job from the docker on the active layer and call `then` once the docker says how it ended."""
+    docker = STATE["docker"]
+    docker.start(preview=False, task_name=task_name, params=params)
+    wait_for(lambda: docker.request is None and docker.run_button.isEnabled()
+             and docker.message.text().startswith(("Added layer", "Failed", "Could not")), then, 300, what)
+
+
+def record_flags(message_key: str, prefix: str) -> None:
+    """The docker's message (STATE[message_key]), its flag list and where each flag was placed (under `prefix`)."""
+    from retouch_krita import core
+
+    docker = STATE["docker"]
+    STATE[message_key] = docker.message.text()
+    STATE[f"{prefix}flags_visible"] = docker.flags_box.isVisible()
+    STATE[f"{prefix}flags_listed"] = [docker.flags_list.item(i).text() for i in range(docker.flags_list.count())]
+    STATE[f"{prefix}flag_rects"] = [[f.rect.x, f.rect.y, f.rect.width, f.rect.height] for _, f in core.FLAGS]
+    STATE[f"{prefix}flag_documents"] = [(d.width(), d.height()) for d, _ in core.FLAGS]
 
 
 def run_faces() -> None:
     log("run_faces")
-    docker = STATE["docker"]
-    docker.start(preview=False, task_name="denoise", params={"noise_level": 5})
-    wait_for(lambda: docker.request is None and docker.run_button.isEnabled()
-             and docker.message.text().startswith(("Added layer", "Failed", "Could not")), after_faces, 300,
-             "the portrait job")
+    run_job("denoise", {"noise_level": 5}, after_faces, "the portrait job")
 
 
 def after_faces() -> None:
     log("after_faces")
     from retouch_krita import core
 
-    docker = STATE["docker"]
-    STATE["faces_message"] = docker.message.text()
-    STATE["flags_visible"] = docker.flags_box.isVisible()
-    STATE["flags_listed"] = [docker.flags_list.item(i).text() for i in range(docker.flags_list.count())]
-    STATE["flag_rects"] = [[f.rect.x, f.rect.y, f.rect.width, f.rect.height] for _, f in core.FLAGS]
+    record_flags("faces_message", "")
     before = core._visible_rect()
     STATE["visible_before_zoom"] = [before.x, before.y, before.width, before.height] if before else None
+    docker = STATE["docker"]
     if docker.flags_list.count():
         docker.flags_list.itemClicked.emit(docker.flags_list.item(0))
     QtCore.QTimer.singleShot(1500, after_zoom)
@@ -260,32 +277,14 @@ def start_text() -> None:
     """A small sign upscaled x4 with the text guard ticked: the daemon flags the reading it changed; the docker
     lists the text flag, placed in the new document the result opened in."""
     log("start_text")
-    app = Krita.instance()
     width, height = (int(v) for v in os.environ["RETOUCH_E2E_SIGN_SIZE"].split("x"))
-    sign = app.createDocument(width, height, "retouch-e2e-sign", "RGBA", "U8", "", 72.0)
-    STATE["sign"] = sign
-    show_with_layer(sign, "Sign", Path(os.environ["RETOUCH_E2E_SIGN"]).read_bytes(), run_text)
-
-
-def run_text() -> None:
-    log("run_text")
-    docker = STATE["docker"]
-    docker.start(preview=False, task_name="upscale", params={"scale": 4, "text_guard": True})
-    wait_for(lambda: docker.request is None and docker.run_button.isEnabled()
-             and docker.message.text().startswith(("Added layer", "Failed", "Could not")), after_text, 300,
-             "the sign job")
+    open_picture("sign", width, height, "Sign", os.environ["RETOUCH_E2E_SIGN"],
+                 lambda: run_job("upscale", {"scale": 4, "text_guard": True}, after_text, "the sign job"))
 
 
 def after_text() -> None:
     log("after_text")
-    from retouch_krita import core
-
-    docker = STATE["docker"]
-    STATE["text_message"] = docker.message.text()
-    STATE["text_flags_visible"] = docker.flags_box.isVisible()
-    STATE["text_flags_listed"] = [docker.flags_list.item(i).text() for i in range(docker.flags_list.count())]
-    STATE["text_flag_rects"] = [[f.rect.x, f.rect.y, f.rect.width, f.rect.height] for _, f in core.FLAGS]
-    STATE["text_flag_documents"] = [(d.width(), d.height()) for d, _ in core.FLAGS]
+    record_flags("text_message", "text_")
     for key in ("doc", "src", "docker", "big", "faces", "sign"):
         STATE.pop(key, None)
     finish()
