@@ -136,9 +136,8 @@ def variants(box: tg.Box) -> list[tg.Box]:
     """The known box moved by ROBUST_MOVES and scaled by ROBUST_SCALES."""
     x0, y0, x1, y1 = box
     moved = [(x0 + dx, y0 + dy, x1 + dx, y1 + dy) for dx, dy in ROBUST_MOVES]
-    scaled = [(x0 - round(f * (x1 - x0) / 2), y0 - round(f * (y1 - y0) / 2),
-               x1 + round(f * (x1 - x0) / 2), y1 + round(f * (y1 - y0) / 2)) for f in ROBUST_SCALES]
-    return moved + scaled
+    grown = [(round(f * (x1 - x0) / 2), round(f * (y1 - y0) / 2)) for f in ROBUST_SCALES]
+    return moved + [(x0 - dx, y0 - dy, x1 + dx, y1 + dy) for dx, dy in grown]
 
 
 def robust_status(case: Case, flagged: list[tg.Box]) -> list[str]:
@@ -165,12 +164,7 @@ def ref_changed(reading: tg.TextFlag) -> bool:
 
 
 def on_region(box: tg.Box, region: tg.Box) -> bool:
-    ix = max(0, min(box[2], region[2]) - max(box[0], region[0]))
-    iy = max(0, min(box[3], region[3]) - max(box[1], region[1]))
-    inter = ix * iy
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    region_area = (region[2] - region[0]) * (region[3] - region[1])
-    return inter >= 0.5 * min(area, region_area)
+    return tg.overlap(box, region) >= 0.5 * min(tg.area(box), tg.area(region))
 
 
 @dataclass

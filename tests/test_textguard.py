@@ -141,10 +141,9 @@ def test_the_sensitive_pass_finds_a_faint_line_the_first_misses_and_keeps_the_fi
     lines = tg.find_lines(tg.ocr(), image, image)
     assert not any(tg.overlap(b, box) for b in first)  # the first pass does not see it at all
     assert lines[:len(first)] == first  # the lines it found keep their boxes, so their readings do not change
-    found = [b for b in lines[len(first):] if tg.overlap(b, box) >= 0.5 * (box[2] - box[0]) * (box[3] - box[1])]
+    found = [b for b in lines[len(first):] if tg.overlap(b, box) >= 0.5 * tg.area(box)]
     assert len(found) == 1 and tg.iou(found[0], box) >= 0.4, (lines, box)
-    assert all(tg.overlap(b, f) <= tg.NEW_LINE_OVERLAP * (b[2] - b[0]) * (b[3] - b[1])
-               for b in lines[len(first):] for f in first)
+    assert all(tg.overlap(b, f) <= tg.NEW_LINE_OVERLAP * tg.area(b) for b in lines[len(first):] for f in first)
 
 
 @needs_ocr
