@@ -73,6 +73,32 @@ def test_text_guard_reports_what_it_read_and_leaves_unchanged_text_alone(client:
     assert np.array_equal(out, plain)  # the guard only reads; without flags nothing changes
 
 
+def test_a_repair_that_erases_a_digit_is_flagged_and_protect_text_keeps_the_line(client: Client) -> None:
+    image = np.full((96, 320, 3), (0.92, 0.9, 0.86), np.float32)
+    font = next((f for f in fonts() if f.name == "DejaVuSans-Bold.ttf"), fonts()[0])
+    glyphs = text_mask("EXIT 42", font, 40)
+    paint(image, glyphs, 16, 20, (0.08, 0.08, 0.1))
+    src = np.rint(image * 255).astype(np.uint8)
+    inked = glyphs.max(axis=0) > 0.5
+    last = int(np.flatnonzero(inked[1:] & ~inked[:-1])[-1]) + 1  # where the "2" starts
+    damage = np.zeros((96, 320), np.uint8)
+    damage[14:26 + glyphs.shape[0], 16 + last:20 + glyphs.shape[1]] = 255  # marked as damage by hand: the "2"
+    params = {"detect": False, "mask_is": "damage", "face_strength": 1.0}
+    plain = client.enhance("restore", src.tobytes(), spec_for_array(src), mask=damage.tobytes(), params=params)
+    guarded = client.enhance("restore", src.tobytes(), spec_for_array(src), mask=damage.tobytes(),
+                             params=dict(params, text_guard=True))
+    assert guarded.info["post"]["text_guard"] == {"flagged": 1, "protected": False}
+    (flag,) = guarded.info["flags"]
+    assert "".join(flag["before"].split()) == "EXIT42" and "42" not in flag["after"], flag
+    assert guarded.pixels == plain.pixels  # the guard only reads
+    kept = client.enhance("restore", src.tobytes(), spec_for_array(src), mask=damage.tobytes(),
+                          params=dict(params, protect_text=True))
+    out = frame_to_array(kept.spec, kept.pixels)
+    x0, y0, x1, y1 = kept.info["flags"][0]["box"]
+    assert np.array_equal(out[y0:y1, x0:x1], src[y0:y1, x0:x1])  # the line as it was: its "2" is still there
+    assert not np.array_equal(frame_to_array(plain.spec, plain.pixels)[y0:y1, x0:x1], src[y0:y1, x0:x1])
+
+
 def test_model_auto_routes_and_reports_which_model_touched_what(client: Client) -> None:
     out, info = enhance(client, "upscale", sign(), scale=2, model="auto")
     assert info["model"] == "retouch-upscale-x2"

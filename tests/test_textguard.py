@@ -138,7 +138,7 @@ def test_the_sensitive_pass_finds_a_faint_line_the_first_misses_and_keeps_the_fi
     image = tg.to_bgr8(bicubic(source, 2))
     box = next(r.box for r in scene.regions if r.text == text)
     first = [b for b in tg.ocr().detect(image) if b[3] - b[1] >= tg.MIN_HEIGHT]
-    lines = tg.find_lines(tg.ocr(), image, image)
+    lines = tg.lines_in(tg.ocr(), image, image)
     assert not any(tg.overlap(b, box) for b in first)  # the first pass does not see it at all
     assert lines[:len(first)] == first  # the lines it found keep their boxes, so their readings do not change
     found = [b for b in lines[len(first):] if tg.overlap(b, box) >= 0.5 * tg.area(box)]
@@ -173,6 +173,55 @@ def test_a_line_whose_pixels_the_task_left_alone_is_not_read(monkeypatch: pytest
     moves, margins = tg.CROP_SETS[0]
     assert read == [2 * len(moves) * len(margins)]  # the first line only, by the first crop set (it is `settled`)
     assert "".join(lines[0].after.split()) == "AB183CD" and lines[1].after == ""
+
+
+def test_text_is_looked_for_only_where_the_images_differ() -> None:
+    base = np.full((1536, 2048, 3), 200, np.uint8)
+    assert tg.changed_windows(base, base.copy()) == []  # nothing changed: nothing to look at
+    out = base.copy()
+    out[700:705, 600:610] = 10  # one small repair
+    out[1400:1410, 1900:1930] = 10  # and another, far from it
+    windows = tg.changed_windows(base, out)
+    assert len(windows) == 2, windows
+    reach = tg.WINDOW_MARGIN + tg.WINDOW_BLOCK
+    for (x0, y0, x1, y1), (px0, py0, px1, py1) in zip(windows, [(600, 700, 610, 705), (1900, 1400, 1930, 1410)],
+                                                       strict=True):
+        assert x0 <= px0 - tg.WINDOW_MARGIN and y0 <= py0 - tg.WINDOW_MARGIN  # the change and its margin inside
+        assert x1 >= min(2048, px1 + tg.WINDOW_MARGIN) and y1 >= min(1536, py1 + tg.WINDOW_MARGIN)
+        assert x0 >= px0 - reach and y0 >= py0 - reach and x1 <= px1 + reach and y1 <= py1 + reach  # no more
+    out[1300:1310, 1500:1510] = 10  # a third, whose window meets the second's: one window holds both
+    assert len(tg.changed_windows(base, out)) == 2
+    rng = np.random.default_rng(0)
+    out = np.clip(base.astype(int) + rng.integers(-1, 2, base.shape), 0, 255).astype(np.uint8)  # an upscale's noise
+    assert tg.changed_windows(base, out) == [(0, 0, 2048, 1536)]
+
+
+@needs_ocr
+def test_a_repair_far_from_text_is_searched_alone_and_text_it_touched_is_found(monkeypatch: pytest.MonkeyPatch
+                                                                                ) -> None:
+    board = np.full((1024, 1400, 3), (0.92, 0.9, 0.86), np.float32)
+    mask = text_mask("EXIT 42", bold(), 36)
+    for x, y in ((40, 40), (900, 880)):  # two signs far apart
+        paint(board, mask, x, y, (0.08, 0.08, 0.1))
+    inked = mask.max(axis=0) > 0.5
+    last = int(np.flatnonzero(inked[1:] & ~inked[:-1])[-1]) + 1  # where the last glyph, the "2", starts
+    source = board.copy()
+    result = board.copy()
+    result[960:1000, 60:100] = 0.5  # a repair near neither sign
+    engine = tg.ocr()
+    seen: list[int] = []
+    detect = engine.detect
+    monkeypatch.setattr(engine, "detect", lambda bgr, sensitive=False: seen.append(bgr.shape[0] * bgr.shape[1])
+                        or detect(bgr, sensitive))
+    lines = tg.read_text(source, result)  # at most the repair itself taken for a text line; neither sign
+    assert all(line.box[0] < 400 and line.box[1] > 700 and line.before == "" for line in lines), lines
+    assert 0 < max(seen) < 0.25 * 1024 * 1400  # each detection ran on the window alone
+    seen.clear()
+    result[875:885 + mask.shape[0], 900 + last:905 + mask.shape[1]] = 0.92  # the repair wiped the second sign's "2"
+    flags = tg.text_flags(source, result)
+    assert len(flags) == 1 and flags[0].box[0] >= 880 and flags[0].box[1] >= 860, [f.to_wire() for f in flags]
+    assert "42" in flags[0].before and "42" not in flags[0].after
+    assert max(seen) < 0.75 * 1024 * 1400
 
 
 @needs_ocr

@@ -1,20 +1,21 @@
 """The text guard: find text whose reading the enhancement changed (a blurry "8" made a sharp "B"), and keep it safe.
 
 Text lines are detected on the result and on the conservative image (a bicubic upscale of the input, or the input
-itself for same-size tasks), and the two sets of boxes are merged; a second, more sensitive pass (both images
-enlarged twice, lower thresholds) adds the small or faint lines the first did not find. Each line is then read
-(recognition only) in both images from the same cuts, by two independent sets of crops around its estimated ink box
-(the detector's box less its usual padding, with the top and bottom edges measured from the result's pixels): the
-box and four copies moved by a few percent of its height (left/right/up/down in one set, diagonally in the other),
-each extended by eight margins (the second set is skipped when the first reads the line the same in both images,
-and sure of it: `settled`). One crop's reading flips with a pixel of margin on glyphs the OCR can hardly tell apart
-("0"/"O", "1"/"l"), so each set's reading of an image is the candidate string (any crop's greedy reading, from
-either image) with the highest CTC log-likelihood averaged over the set's crops. A line is flagged when, by either
-set, the two images' readings differ (exact characters, spaces ignored: "8"/"B" and "0"/"O" are what must be caught;
-a difference in punctuation alone only when both sets see it) and one of them is read confidently (MIN_SCORE): the
-guard leans towards flagging, since a missed change is what hurts. Each flag carries the evidence, how much less
-likely the result's reading is in the conservative image than its own reading, plus the converse, in nats per crop.
-`protect_text` puts the conservative pixels back in the flagged boxes, feathered.
+itself for same-size tasks), only in windows around the pixels that differ (`changed_windows`: a restore touches a
+few regions; after an upscale that is the whole image), and the two sets of boxes are merged; a second, more
+sensitive pass (both images enlarged twice, lower thresholds) adds the small or faint lines the first did not find.
+Each line is then read (recognition only) in both images from the same cuts, by two independent sets of crops around
+its estimated ink box (the detector's box less its usual padding, with the top and bottom edges measured from the
+result's pixels): the box and four copies moved by a few percent of its height (left/right/up/down in one set,
+diagonally in the other), each extended by eight margins (the second set is skipped when the first reads the line
+the same in both images, and sure of it: `settled`). One crop's reading flips with a pixel of margin on glyphs the
+OCR can hardly tell apart ("0"/"O", "1"/"l"), so each set's reading of an image is the candidate string (any crop's
+greedy reading, from either image) with the highest CTC log-likelihood averaged over the set's crops. A line is
+flagged when, by either set, the two images' readings differ (exact characters, spaces ignored: "8"/"B" and "0"/"O"
+are what must be caught; a difference in punctuation alone only when both sets see it) and one of them is read
+confidently (MIN_SCORE): the guard leans towards flagging, since a missed change is what hurts. Each flag carries
+the evidence, how much less likely the result's reading is in the conservative image than its own reading, plus the
+converse, in nats per crop. `protect_text` puts the conservative pixels back in the flagged boxes, feathered.
 
 OCR is rapidocr (PP-OCR det/rec ONNX models bundled in its wheel, run by onnxruntime on the CPU); it is imported on
 first use and loaded once per process. Measured: benchmarks/textguard.py.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,9 @@ DETECT_OVERLAP = 128
 # tile by tile), with the detector's thresholds lowered to these (rapidocr's defaults: 0.3 and 0.5)
 SENSITIVE_UPSCALE = 2
 SENSITIVE_THRESH, SENSITIVE_BOX_THRESH = 0.2, 0.3
+# text is looked for only where the images differ (`changed_windows`): in blocks of this size, grown by this margin,
+# px; the whole image when the windows cover this share of it
+WINDOW_BLOCK, WINDOW_MARGIN, WHOLE_IMAGE_SHARE = 32, 256, 0.5
 NEW_LINE_OVERLAP = 0.2  # a box of the second pass is a new line when no first-pass box covers more of it than this
 REC_HEIGHT = 48  # the recogniser's input height
 REC_MIN_WIDTH = 320  # px: narrower crops are padded to this width, as rapidocr (and PP-OCR's training) pads them
@@ -236,15 +241,17 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def merge_boxes(boxes: list[Box]) -> list[Box]:
-    """Boxes that overlap by MERGE_IOU or more become their union, until none do."""
+def merge_boxes(boxes: list[Box], joins: Callable[[Box, Box], bool] | None = None) -> list[Box]:
+    """Boxes that overlap by MERGE_IOU or more (or that `joins` says belong together) become their union, until
+    none do; sorted top to bottom, then left to right."""
     merged = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
+    joins = joins or (lambda a, b: iou(a, b) >= MERGE_IOU)
     changed = True
     while changed:
         changed = False
         for i in range(len(merged)):
             for j in range(i + 1, len(merged)):
-                if iou(merged[i], merged[j]) >= MERGE_IOU:
+                if joins(merged[i], merged[j]):
                     a, b = merged[i], merged.pop(j)
                     merged[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
                     changed = True
@@ -423,6 +430,16 @@ def read_text(source: np.ndarray, result: np.ndarray) -> list[TextFlag]:
 
 
 def find_lines(engine: _Ocr, base: np.ndarray, out: np.ndarray) -> list[Box]:
+    """The text lines of both images where they differ: `lines_in` each of `changed_windows` (the whole image when
+    the task changed most of it, as an upscale does; nothing when it changed nothing), boxes in image pixels."""
+    found: list[Box] = []
+    for x0, y0, x1, y1 in changed_windows(base, out):
+        found += [(a + x0, b + y0, c + x0, d + y0)
+                  for a, b, c, d in lines_in(engine, base[y0:y1, x0:x1], out[y0:y1, x0:x1])]
+    return found
+
+
+def lines_in(engine: _Ocr, base: np.ndarray, out: np.ndarray) -> list[Box]:
     """The text lines of both images: the first pass's boxes, then those of the sensitive pass that no first-pass
     box covers (small or faint lines; a line the first pass found keeps its box, so its reading does not change)."""
     def found(sensitive: bool) -> list[Box]:
@@ -432,6 +449,31 @@ def find_lines(engine: _Ocr, base: np.ndarray, out: np.ndarray) -> list[Box]:
     first = found(sensitive=False)
     return first + [b for b in found(sensitive=True)
                     if all(overlap(b, f) <= NEW_LINE_OVERLAP * area(b) for f in first)]
+
+
+def changed_windows(base: np.ndarray, out: np.ndarray) -> list[Box]:
+    """Where text must be looked for: the pixels that differ between the two images (BGR uint8, same shape), in
+    blocks of WINDOW_BLOCK px, grown by WINDOW_MARGIN px (a line that changed in part is found whole when it reaches
+    no further than that beyond the change) and boxed, touching boxes joined. The whole image when the boxes cover
+    WHOLE_IMAGE_SHARE of it or more; none when nothing changed. A restoration or a face touches a few regions of a
+    photo: detection, which would otherwise cost the most there, then runs on those alone."""
+    h, w = out.shape[:2]
+    diff = np.any(base != out, axis=2)
+    if not diff.any():
+        return []
+    rows, cols = -(-h // WINDOW_BLOCK), -(-w // WINDOW_BLOCK)
+    grid = np.zeros((rows * WINDOW_BLOCK, cols * WINDOW_BLOCK), bool)
+    grid[:h, :w] = diff
+    blocks = grid.reshape(rows, WINDOW_BLOCK, cols, WINDOW_BLOCK).any(axis=(1, 3)).astype(np.uint8)
+    reach = -(-WINDOW_MARGIN // WINDOW_BLOCK)
+    blocks = cv2.dilate(blocks, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(blocks, connectivity=8)
+    windows = [(int(x) * WINDOW_BLOCK, int(y) * WINDOW_BLOCK, min(w, int(x + bw) * WINDOW_BLOCK),
+                min(h, int(y + bh) * WINDOW_BLOCK)) for x, y, bw, bh, _ in stats[1:count]]
+    windows = merge_boxes(windows, joins=lambda a, b: overlap(a, b) > 0)  # components' boxes can still overlap
+    if sum(area(win) for win in windows) >= WHOLE_IMAGE_SHARE * h * w:
+        return [(0, 0, w, h)]
+    return windows
 
 
 def overlap(a: Box, b: Box) -> int:

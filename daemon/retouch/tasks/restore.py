@@ -15,6 +15,12 @@ given, and detection adds what it finds elsewhere (with `detect` off, only the m
 `review`: the review map is the mask of the pixels repaired (white), every one of them invented; a feathered rim
 of 2 px beside it blends the fill with the input. Faces keep the full repair by default (`face_strength` 1): a
 half-removed scratch helps nobody.
+
+`text_guard` / `protect_text`: a fill can take a stroke of a letter for a scratch and erase it (a "1" on a sign is
+a thin bright line); the guard reads the text the repair touched before and after and flags what reads
+differently, and `protect_text` leaves those lines as they were. Only the repaired regions are searched for text
+(`textguard.changed_windows`), so on a large photo with a few scratches the guard costs a fraction of what it costs
+after an upscale.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from ..engine.registry import ModelSpec, resolve
 from ..errors import BadRequest
 from ..ops.inpaint import feather, grow, telea
 from ..pixels import WorkImage
-from .base import REVIEW, Param, Task, TaskContext, TaskResult, load_for, run_info, run_tiles
+from .base import PROTECT_TEXT, REVIEW, TEXT_GUARD, Param, Task, TaskContext, TaskResult, load_for, run_info, run_tiles
 
 DETECTOR = "retouch-damage"
 INPAINTER = "retouch-inpaint"
@@ -52,7 +58,7 @@ class Restore(Task):
               "by hand (repaired as given, detection adds to it)", choices=("area", "damage")),
         Param("ensemble", "bool", False, "find the damage by averaging 8 flipped and turned passes of the detector: "
               "a cleaner damage mask, detection 8x slower"),
-        REVIEW,
+        REVIEW, TEXT_GUARD, PROTECT_TEXT,
     )
     defaults = {"face_strength": 1.0}
 
