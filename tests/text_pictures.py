@@ -27,7 +27,10 @@ LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
 @dataclass
 class Region:
     text: str
-    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), in the scene's pixels
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), in the scene's pixels: the font's box of the string
+    # the rendered pixels' own box, one pixel larger on each side (the font's box also holds the glyphs' side
+    # bearings, 1-10 px left and right that nothing in the picture shows; top and bottom they are the same)
+    ink: tuple[int, int, int, int] | None = None
 
 
 @dataclass
@@ -116,7 +119,9 @@ def make_scene(rng: random.Random, size: tuple[int, int] = (256, 256), count: in
                 dark = level > 0.5
         shade = rng.uniform(0.0, 0.15) if dark else rng.uniform(0.85, 1.0)
         paint(image, mask, x, y, (shade, shade, shade))
-        regions.append(Region(text, box))
+        cols, rows = np.flatnonzero(mask.max(axis=0) > 0), np.flatnonzero(mask.max(axis=1) > 0)
+        ink = (x + int(cols[0]) - 1, y + int(rows[0]) - 1, x + int(cols[-1]) + 2, y + int(rows[-1]) + 2)
+        regions.append(Region(text, box, ink))
     return Scene(np.ascontiguousarray(image, np.float32), regions)
 
 

@@ -51,6 +51,8 @@ DETECTOR_PAD = (0.2, 0.3)  # the detector's box exceeds the ink by about this sh
 INK_CONTRAST = 0.5  # ink pixels: further from the detector box's border colour than this share of the 97th
 #                     percentile distance (half way to the ink's own colour)
 INK_ROW_SHARE = 0.15  # text rows: those holding at least this share of the fullest row's ink pixels
+COLUMN_TRUST = 0.3  # the columns measured replace the estimate from the detector's box within this share of its
+#                     height (the detector's left and right edges are the less exact: a median error of 1-2 px)
 ROW_TRUST = 0.12  # the rows measured replace the estimate from the detector's box only within this share of its
 #                   height (photo backgrounds and plates behind the text can mislead the pixels)
 MERGE_IOU = 0.3  # boxes found on both images that overlap this much are one box
@@ -302,14 +304,19 @@ def tight(box: Box) -> Box:
 
 
 def ink_box(image: np.ndarray, box: Box) -> Box:
-    """The ink's box of the text line the detector boxed in `image` (BGR uint8): `tight(box)`, with its top and bottom
-    edges moved to the first and last text rows found in the pixels when those lie within ROW_TRUST of its height.
+    """The ink's box of the text line the detector boxed in `image` (BGR uint8): `tight(box)`, with each edge moved to
+    where the pixels show the ink's edge when that lies near it (top and bottom within ROW_TRUST of its height, left
+    and right within COLUMN_TRUST).
 
-    Text rows: in the detector's box, the pixels further from the median colour of its border than INK_CONTRAST of
-    the strongest difference are ink; a row holding INK_ROW_SHARE of the fullest row's ink pixels is text. The crops
-    that read the line are cut around this box, so its place decides what the recogniser sees; the detector's own
-    padding varies by several pixels from line to line. Measured on the text guard's tuning split (353 lines): the
-    median error of the top and bottom edges fell from 4.3 % and 6.1 % of the text's height to 2.7 % and 2.9 %."""
+    Ink: in the detector's box, the pixels further from the median colour of its border than INK_CONTRAST of the
+    strongest difference. Top and bottom: the first and last rows holding INK_ROW_SHARE of the fullest row's ink
+    pixels, less and plus one pixel. Left and right: within those rows, where each column's strongest difference
+    first reaches INK_CONTRAST of the strongest, from either side, to a tenth of a pixel (a blurred edge is half way
+    up its ramp where the sharp edge was), less and plus one pixel. The crops that read the line are cut around this
+    box, so its place decides what the recogniser sees; the detector's own padding varies by several pixels from
+    line to line. Measured on tuning seeds 5 and 6 (879 lines on one string each) against each string's rendered
+    pixels' box: the left and right edges are within a pixel on 73 % of the lines each (from the detector's box:
+    42 % and 60 %), all four edges on 53 % (26 %)."""
     estimate = tight(box)
     x0, y0, x1, y1 = box
     patch = image[y0:y1, x0:x1].astype(np.float32)
@@ -324,10 +331,29 @@ def ink_box(image: np.ndarray, box: Box) -> Box:
     rows = np.flatnonzero(per_row >= max(1.0, INK_ROW_SHARE * per_row.max()))
     if len(rows) == 0:
         return estimate
-    trust = ROW_TRUST * (estimate[3] - estimate[1])
+    height = estimate[3] - estimate[1]
     top, bottom = y0 + int(rows[0]) - 1, y0 + int(rows[-1]) + 2  # one pixel of margin, as a tight box has
-    return (estimate[0], top if abs(top - estimate[1]) <= trust else estimate[1],
-            estimate[2], bottom if abs(bottom - estimate[3]) <= trust else estimate[3])
+    top = top if abs(top - estimate[1]) <= ROW_TRUST * height else estimate[1]
+    bottom = bottom if abs(bottom - estimate[3]) <= ROW_TRUST * height else estimate[3]
+    columns = distance[max(0, top - y0):max(1, bottom - y0)].max(axis=0) / strongest
+    left, right = estimate[0], estimate[2]
+    first, last = rising(columns, INK_CONTRAST), rising(columns[::-1], INK_CONTRAST)
+    if first is not None and last is not None:
+        found_left, found_right = x0 + int(np.floor(first + 0.5)) - 1, x1 + int(np.ceil(0.5 - last))
+        left = found_left if abs(found_left - left) <= COLUMN_TRUST * height else left
+        right = found_right if abs(found_right - right) <= COLUMN_TRUST * height else right
+    return left, top, right, bottom
+
+
+def rising(profile: np.ndarray, level: float) -> float | None:
+    """Where `profile` first reaches `level`, interpolated linearly between samples (None when it never does)."""
+    above = np.flatnonzero(profile >= level)
+    if len(above) == 0:
+        return None
+    i = int(above[0])
+    if i == 0 or profile[i] <= profile[i - 1]:
+        return float(i)
+    return i - 1 + float((level - profile[i - 1]) / (profile[i] - profile[i - 1]))
 
 
 def shifted(box: Box, moves: tuple[tuple[float, float], ...]) -> list[Box]:
