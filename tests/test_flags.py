@@ -10,7 +10,7 @@ from PIL import Image
 from retouch.client import Client
 from retouch.errors import BadRequest
 from retouch.pixels import frame_to_array, spec_for_array
-from text_pictures import degrade, fonts, paint, text_mask
+from text_pictures import degrade, fonts, last_glyph_start, paint, text_mask
 
 SIDE = 256  # the astronaut portrait's side: MTCNN finds her face at about (89, 30) - (135, 88)
 
@@ -79,8 +79,7 @@ def test_a_repair_that_erases_a_digit_is_flagged_and_protect_text_keeps_the_line
     glyphs = text_mask("EXIT 42", font, 40)
     paint(image, glyphs, 16, 20, (0.08, 0.08, 0.1))
     src = np.rint(image * 255).astype(np.uint8)
-    inked = glyphs.max(axis=0) > 0.5
-    last = int(np.flatnonzero(inked[1:] & ~inked[:-1])[-1]) + 1  # where the "2" starts
+    last = last_glyph_start(glyphs)  # the "2"
     damage = np.zeros((96, 320), np.uint8)
     damage[14:26 + glyphs.shape[0], 16 + last:20 + glyphs.shape[1]] = 255  # marked as damage by hand: the "2"
     params = {"detect": False, "mask_is": "damage", "face_strength": 1.0}

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from retouch.ops import textguard as tg
-from text_pictures import bicubic, degrade, fonts, make_scene, paint, text_mask
+from text_pictures import bicubic, degrade, fonts, last_glyph_start, make_scene, paint, painted_box, text_mask
 
 needs_ocr = pytest.mark.skipif(importlib.util.find_spec("rapidocr") is None, reason="rapidocr is not installed")
 
@@ -108,8 +108,7 @@ def text_line_with_detector_box(overline: bool = False) -> tuple[np.ndarray, tg.
     x, y = 30, 40
     paint(image, mask, x, y, (0.08, 0.08, 0.1))
     mh, mw = mask.shape
-    cols, rows = np.flatnonzero(mask.max(axis=0) > 0), np.flatnonzero(mask.max(axis=1) > 0)
-    true = (x + int(cols[0]) - 1, y + int(rows[0]) - 1, x + int(cols[-1]) + 2, y + int(rows[-1]) + 2)
+    true = painted_box(mask, x, y)
     detected = (true[0] - 14, y - round(0.4 * mh), true[2] + 3, y + mh + round(0.2 * mh))
     if overline:
         image[detected[1] + 2:detected[1] + 5, detected[0]:detected[2]] = 0.1
@@ -207,8 +206,7 @@ def test_a_repair_far_from_text_is_searched_alone_and_text_it_touched_is_found(m
     mask = text_mask("EXIT 42", bold(), 36)
     for x, y in ((40, 40), (900, 880)):  # two signs far apart
         paint(board, mask, x, y, (0.08, 0.08, 0.1))
-    inked = mask.max(axis=0) > 0.5
-    last = int(np.flatnonzero(inked[1:] & ~inked[:-1])[-1]) + 1  # where the last glyph, the "2", starts
+    last = last_glyph_start(mask)  # the "2"
     source = board.copy()
     result = board.copy()
     result[960:1000, 60:100] = 0.5  # a repair near neither sign

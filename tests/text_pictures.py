@@ -71,6 +71,18 @@ def text_mask(text: str, font: Path, height: int) -> np.ndarray:
     return np.asarray(canvas, dtype=np.float32) / 255.0
 
 
+def painted_box(mask: np.ndarray, x: int, y: int) -> tuple[int, int, int, int]:
+    """The box of a text mask's inked pixels painted at (x, y), one pixel larger on each side (exclusive end)."""
+    cols, rows = np.flatnonzero(mask.max(axis=0) > 0), np.flatnonzero(mask.max(axis=1) > 0)
+    return x + int(cols[0]) - 1, y + int(rows[0]) - 1, x + int(cols[-1]) + 2, y + int(rows[-1]) + 2
+
+
+def last_glyph_start(mask: np.ndarray) -> int:
+    """The mask's column where its last glyph starts (the last gap between inked columns ends there)."""
+    inked = mask.max(axis=0) > 0.5
+    return int(np.flatnonzero(inked[1:] & ~inked[:-1])[-1]) + 1
+
+
 def paint(image: np.ndarray, mask: np.ndarray, x: int, y: int, color: tuple[float, float, float]) -> None:
     h, w = mask.shape
     patch = image[y:y + h, x:x + w]
@@ -119,9 +131,7 @@ def make_scene(rng: random.Random, size: tuple[int, int] = (256, 256), count: in
                 dark = level > 0.5
         shade = rng.uniform(0.0, 0.15) if dark else rng.uniform(0.85, 1.0)
         paint(image, mask, x, y, (shade, shade, shade))
-        cols, rows = np.flatnonzero(mask.max(axis=0) > 0), np.flatnonzero(mask.max(axis=1) > 0)
-        ink = (x + int(cols[0]) - 1, y + int(rows[0]) - 1, x + int(cols[-1]) + 2, y + int(rows[-1]) + 2)
-        regions.append(Region(text, box, ink))
+        regions.append(Region(text, box, painted_box(mask, x, y)))
     return Scene(np.ascontiguousarray(image, np.float32), regions)
 
 

@@ -5,8 +5,8 @@ itself for same-size tasks), only in windows around the pixels that differ (`cha
 few regions; after an upscale that is the whole image), and the two sets of boxes are merged; a second, more
 sensitive pass (both images enlarged twice, lower thresholds) adds the small or faint lines the first did not find.
 Each line is then read (recognition only) in both images from the same cuts, by two independent sets of crops around
-its estimated ink box (the detector's box less its usual padding, with the top and bottom edges measured from the
-result's pixels): the box and four copies moved by a few percent of its height (left/right/up/down in one set,
+its estimated ink box (the detector's box less its usual padding, each edge measured from the result's pixels where
+they show it): the box and four copies moved by a few percent of its height (left/right/up/down in one set,
 diagonally in the other), each extended by eight margins (the second set is skipped when the first reads the line
 the same in both images, and sure of it: `settled`). One crop's reading flips with a pixel of margin on glyphs the
 OCR can hardly tell apart ("0"/"O", "1"/"l"), so each set's reading of an image is the candidate string (any crop's
