@@ -98,11 +98,12 @@ def test_settled_needs_the_same_reading_and_both_sure() -> None:
     assert not tg.settled(tg.TextFlag(box, "STOP 42", "STOP 42", 0.99, 0.97))
 
 
-def text_line_with_detector_box(overline: bool = False) -> tuple[np.ndarray, tg.Box, tg.Box]:
+def text_line_with_detector_box(overline: str = "") -> tuple[np.ndarray, tg.Box, tg.Box]:
     """(a light board with one dark text line, BGR uint8; the line's true ink box, one pixel larger than its inked
     pixels on each side; a detector-like box around it, padded unevenly: 40 % of the text's height above, 20 %
     below, 14 px left and 3 px right, so that the fixed padding tight() assumes is several pixels off at every
-    edge); with `overline`, a dark rule across the detector's box above the text."""
+    edge); with `overline` "across", a dark rule across the detector's box above the text (touching its sides, as the
+    scene around a plate or a neighbouring line does), with "inside", the same rule 4 px short of its sides."""
     image = np.full((*SIZE, 3), (0.92, 0.9, 0.86), np.float32)
     mask = text_mask("AB 183 CD", bold(), 36)
     x, y = 30, 40
@@ -111,7 +112,8 @@ def text_line_with_detector_box(overline: bool = False) -> tuple[np.ndarray, tg.
     true = painted_box(mask, x, y)
     detected = (true[0] - 14, y - round(0.4 * mh), true[2] + 3, y + mh + round(0.2 * mh))
     if overline:
-        image[detected[1] + 2:detected[1] + 5, detected[0]:detected[2]] = 0.1
+        inset = 4 if overline == "inside" else 0
+        image[detected[1] + 2:detected[1] + 5, detected[0] + inset:detected[2] - inset] = 0.1
     return tg.to_bgr8(image), true, detected
 
 
@@ -124,8 +126,28 @@ def test_the_ink_box_takes_its_edges_from_the_pixels() -> None:
     assert all(abs(f - t) <= 1 for f, t in zip(tg.ink_box(blurred, detected), true, strict=True))
 
 
+def test_the_ink_box_leaves_out_what_touches_the_detectors_box() -> None:
+    image, true, detected = text_line_with_detector_box(overline="across")
+    found = tg.ink_box(image, detected)
+    assert all(abs(f - t) <= 1 for f, t in zip(found, true, strict=True)), (found, true)
+
+
+def test_the_ink_box_takes_its_background_from_right_around_the_text() -> None:
+    """A light plate on a dark scene, the detector's box reaching past the plate: the plate is the text's
+    background, so its edges are not taken for the text's (measured against the box's border, the plate was the
+    ink)."""
+    image, true, _ = text_line_with_detector_box()
+    x0, y0, x1, y1 = true
+    scene = np.full_like(image, 40)
+    scene[y0 - 8:y1 + 8, x0 - 8:x1 + 8] = image[y0 - 8:y1 + 8, x0 - 8:x1 + 8]
+    detected = (x0 - 12, y0 - 14, x1 + 11, y1 + 10)
+    guess, found = tg.tight(detected), tg.ink_box(scene, detected)
+    assert all(abs(g - t) >= 2 for g, t in zip(guess, true, strict=True))
+    assert all(abs(f - t) <= 1 for f, t in zip(found, true, strict=True)), (found, true)
+
+
 def test_the_ink_box_does_not_follow_pixels_far_from_the_detectors_estimate() -> None:
-    image, true, detected = text_line_with_detector_box(overline=True)
+    image, true, detected = text_line_with_detector_box(overline="inside")
     guess, found = tg.tight(detected), tg.ink_box(image, detected)
     assert found[1] == guess[1]  # the rule above the text is not taken for its top
     assert abs(found[3] - true[3]) <= 1
