@@ -56,7 +56,8 @@ def close_to_scaled(mask: np.ndarray, small: np.ndarray, scale: int) -> None:
 
 def small_sign() -> np.ndarray:
     """A 64 x 24 sign saying "SO 8B" (DejaVu Sans Bold, 5 px capitals), 8-bit RGBA, opaque: so small that its
-    bicubic x4 enlargement reads "SO 88" and the builtin x4 upscaler's "SO 8B", which the text guard flags."""
+    bicubic x4 enlargement reads "SO 88" (or "50 88") and the builtin x4 upscaler's "SO 8B", which the text guard
+    flags."""
     image = np.full((96, 256, 3), (0.92, 0.9, 0.86), np.float32)
     font = next((f for f in fonts() if f.name == "DejaVuSans-Bold.ttf"), fonts()[0])
     paint(image, text_mask("SO 8B", font, 20), 16, 30, (0.08, 0.08, 0.1))
