@@ -328,8 +328,7 @@ def ink_box(image: np.ndarray, box: Box) -> Box:
     if patch.shape[0] < 3 or patch.shape[1] < 3:
         return estimate
     height = estimate[3] - estimate[1]
-    inner = (slice(max(0, estimate[1] - y0), max(1, estimate[3] - y0)),
-             slice(max(0, estimate[0] - x0), max(1, estimate[2] - x0)))
+    inner = grown(estimate, box, 0)
     ring = around(estimate, box, max(1, round(BACKGROUND_RING * height)))
     if not ring.any():
         return estimate
@@ -355,23 +354,24 @@ def ink_box(image: np.ndarray, box: Box) -> Box:
     return left, top, right, bottom
 
 
+def grown(estimate: Box, box: Box, grow: int) -> tuple[slice, slice]:
+    """`estimate` grown by `grow` px on each side, as (rows, columns) slices of `box`'s pixels."""
+    x0, y0 = box[0], box[1]
+    return (slice(max(0, estimate[1] - y0 - grow), max(0, estimate[3] - y0 + grow)),
+            slice(max(0, estimate[0] - x0 - grow), max(0, estimate[2] - x0 + grow)))
+
+
 def around(estimate: Box, box: Box, width: int) -> np.ndarray:
     """A mask over `box`'s pixels: the ring from one pixel outside `estimate` to `width` px outside it."""
-    x0, y0 = box[0], box[1]
-    ring = np.zeros((box[3] - y0, box[2] - x0), bool)
-
-    def fill(grow: int, value: bool) -> None:
-        ring[max(0, estimate[1] - y0 - grow):max(0, estimate[3] - y0 + grow),
-             max(0, estimate[0] - x0 - grow):max(0, estimate[2] - x0 + grow)] = value
-
-    fill(width, True)
-    fill(1, False)
+    ring = np.zeros((box[3] - box[1], box[2] - box[0]), bool)
+    ring[grown(estimate, box, width)] = True
+    ring[grown(estimate, box, 1)] = False
     return ring
 
 
 def inside_blobs(mask: np.ndarray) -> np.ndarray:
     """`mask` (uint8) less its 8-connected blobs that touch its border; all of it when every blob does."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     h, w = mask.shape
     x, y, bw, bh = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
     keep = ~((x == 0) | (y == 0) | (x + bw >= w) | (y + bh >= h))
