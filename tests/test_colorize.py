@@ -41,10 +41,13 @@ def test_lab_round_trip_and_the_gamut_fit_keeps_lightness() -> None:
 
 
 # ---- through the daemon --------------------------------------------------------------------------------------------
+# The whole 256 px crop, not a 128 px corner of it: on that small a scene the builtin model's colour is chaotic (1/255
+# of noise on its input moves the mean chroma at vividness 1 between 0.06 and 1.6; AVX2 or AVX-512 kernels gave 1.77
+# or just over 2), a known weakness of the CPU-trained model (issue 5). On the whole crop: 10.7-11.8.
 def test_lightness_is_the_inputs(client: Client) -> None:
-    gray, _ = gray_u8("ladybird-1.png", 128)
+    gray, _ = gray_u8("ladybird-1.png")
     out, result = run(client, "colorize", gray)
-    assert result.spec.order == "RGB" and out.shape == (128, 128, 3)  # gray in, colour out
+    assert result.spec.order == "RGB" and out.shape == (256, 256, 3)  # gray in, colour out
     assert np.abs(lightness(to_float(out)) - lightness(to_float(np.repeat(gray, 3, 2)))).max() <= 1.0
     assert result.info["model"] == "retouch-colorize" and result.info["mean_chroma"] > 2
 
@@ -67,7 +70,7 @@ def test_colours_are_colourful_and_not_wild(client: Client) -> None:
 
 
 def test_vividness_steers_the_colour(client: Client) -> None:
-    gray, _ = gray_u8("ladybird-1.png", 128)
+    gray, _ = gray_u8("ladybird-1.png")
     chroma = [run(client, "colorize", gray, params={"vividness": v})[1].info["mean_chroma"] for v in (0.0, 1.0, 2.0)]
     assert chroma[0] < 2 < chroma[1] < chroma[2], chroma
 
