@@ -146,6 +146,25 @@ def test_the_ink_box_takes_its_background_from_right_around_the_text() -> None:
     assert all(abs(f - t) <= 1 for f, t in zip(found, true, strict=True)), (found, true)
 
 
+def test_the_ink_box_is_not_a_plate_the_detector_boxed() -> None:
+    """A light plate 3 px around the text on a green scene, the detector's box fitted to the plate: the ring around
+    the estimate lies on the scene, so the whole plate differs from that background. Text is never most of its box:
+    the plate's inside is then the background (measured against the ring alone, the plate was the ink, 3-4 px too
+    large on each side)."""
+    image, true, _ = text_line_with_detector_box()
+    x0, y0, x1, y1 = true
+    plate = (x0 - 3, y0 - 3, x1 + 3, y1 + 3)
+    scene = np.zeros_like(image)
+    scene[:] = (60, 140, 60)
+    scene[plate[1]:plate[3], plate[0]:plate[2]] = image[plate[1]:plate[3], plate[0]:plate[2]]
+    height = plate[3] - plate[1]
+    dx, dy = round(tg.DETECTOR_PAD[0] * height), round(tg.DETECTOR_PAD[1] * height)
+    detected = (plate[0] - dx, plate[1] - dy, plate[2] + dx, plate[3] + dy)
+    assert tg.tight(detected) == plate
+    found = tg.ink_box(scene, detected)
+    assert all(abs(f - t) <= 1 for f, t in zip(found, true, strict=True)), (found, true)
+
+
 def test_the_ink_box_does_not_follow_pixels_far_from_the_detectors_estimate() -> None:
     image, true, detected = text_line_with_detector_box(overline="inside")
     guess, found = tg.tight(detected), tg.ink_box(image, detected)
