@@ -117,19 +117,31 @@ def text_line_with_detector_box(overline: str = "") -> tuple[np.ndarray, tg.Box,
     return tg.to_bgr8(image), true, detected
 
 
+def within_a_pixel(found: tg.Box, true: tg.Box) -> bool:
+    return all(abs(f - t) <= 1 for f, t in zip(found, true, strict=True))
+
+
+def on_a_plate(image: np.ndarray, plate: tg.Box, scene_colour: tuple[int, int, int]) -> np.ndarray:
+    """`image` inside `plate` (x0, y0, x1, y1), a flat scene of `scene_colour` (BGR) around it."""
+    scene = np.zeros_like(image)
+    scene[:] = scene_colour
+    scene[plate[1]:plate[3], plate[0]:plate[2]] = image[plate[1]:plate[3], plate[0]:plate[2]]
+    return scene
+
+
 def test_the_ink_box_takes_its_edges_from_the_pixels() -> None:
     image, true, detected = text_line_with_detector_box()
     guess, found = tg.tight(detected), tg.ink_box(image, detected)
     assert all(abs(g - t) >= 4 for g, t in zip(guess, true, strict=True))  # the detector's padding misleads
-    assert all(abs(f - t) <= 1 for f, t in zip(found, true, strict=True)), (found, true)
+    assert within_a_pixel(found, true), (found, true)
     blurred = tg.to_bgr8(cv2.GaussianBlur(image.astype(np.float32) / 255.0, (0, 0), 1.5))  # soft edges: the same
-    assert all(abs(f - t) <= 1 for f, t in zip(tg.ink_box(blurred, detected), true, strict=True))
+    assert within_a_pixel(tg.ink_box(blurred, detected), true)
 
 
 def test_the_ink_box_leaves_out_what_touches_the_detectors_box() -> None:
     image, true, detected = text_line_with_detector_box(overline="across")
     found = tg.ink_box(image, detected)
-    assert all(abs(f - t) <= 1 for f, t in zip(found, true, strict=True)), (found, true)
+    assert within_a_pixel(found, true), (found, true)
 
 
 def test_the_ink_box_takes_its_background_from_right_around_the_text() -> None:
@@ -138,12 +150,11 @@ def test_the_ink_box_takes_its_background_from_right_around_the_text() -> None:
     ink)."""
     image, true, _ = text_line_with_detector_box()
     x0, y0, x1, y1 = true
-    scene = np.full_like(image, 40)
-    scene[y0 - 8:y1 + 8, x0 - 8:x1 + 8] = image[y0 - 8:y1 + 8, x0 - 8:x1 + 8]
+    scene = on_a_plate(image, (x0 - 8, y0 - 8, x1 + 8, y1 + 8), (40, 40, 40))
     detected = (x0 - 12, y0 - 14, x1 + 11, y1 + 10)
     guess, found = tg.tight(detected), tg.ink_box(scene, detected)
     assert all(abs(g - t) >= 2 for g, t in zip(guess, true, strict=True))
-    assert all(abs(f - t) <= 1 for f, t in zip(found, true, strict=True)), (found, true)
+    assert within_a_pixel(found, true), (found, true)
 
 
 def test_the_ink_box_is_not_a_plate_the_detector_boxed() -> None:
@@ -154,15 +165,13 @@ def test_the_ink_box_is_not_a_plate_the_detector_boxed() -> None:
     image, true, _ = text_line_with_detector_box()
     x0, y0, x1, y1 = true
     plate = (x0 - 3, y0 - 3, x1 + 3, y1 + 3)
-    scene = np.zeros_like(image)
-    scene[:] = (60, 140, 60)
-    scene[plate[1]:plate[3], plate[0]:plate[2]] = image[plate[1]:plate[3], plate[0]:plate[2]]
+    scene = on_a_plate(image, plate, (60, 140, 60))
     height = plate[3] - plate[1]
     dx, dy = round(tg.DETECTOR_PAD[0] * height), round(tg.DETECTOR_PAD[1] * height)
     detected = (plate[0] - dx, plate[1] - dy, plate[2] + dx, plate[3] + dy)
     assert tg.tight(detected) == plate
     found = tg.ink_box(scene, detected)
-    assert all(abs(f - t) <= 1 for f, t in zip(found, true, strict=True)), (found, true)
+    assert within_a_pixel(found, true), (found, true)
 
 
 def test_the_ink_box_does_not_follow_pixels_far_from_the_detectors_estimate() -> None:

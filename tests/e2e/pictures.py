@@ -54,6 +54,12 @@ def close_to_scaled(mask: np.ndarray, small: np.ndarray, scale: int) -> None:
     assert (sampled[inside == 255] == 255).all() and (sampled[outside == 0] == 0).all()
 
 
+def sign_flag_readings(flags: list[dict]) -> list[tuple[str, str]]:
+    """Each text flag's (the last two characters before, the reading after): [("88", "SO 8B")] for `small_sign`
+    (the bicubic's "SO" reads "50" or "SO" with a pixel of box)."""
+    return [(f["before"][-2:], f["after"]) for f in flags]
+
+
 def small_sign() -> np.ndarray:
     """A 64 x 24 sign saying "SO 8B" (DejaVu Sans Bold, 5 px capitals), 8-bit RGBA, opaque: so small that its
     bicubic x4 enlargement reads "SO 88" (or "50 88") and the builtin x4 upscaler's "SO 8B", which the text guard
