@@ -182,6 +182,24 @@ def test_the_ink_box_does_not_follow_pixels_far_from_the_detectors_estimate() ->
     assert tg.ink_box(np.zeros_like(image), detected) == guess  # nothing to measure: the estimate stands
 
 
+def test_the_crops_reach_past_the_ink_box_on_the_left_and_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    image, true, detected = text_line_with_detector_box()
+    ink = tg.ink_box(image, detected)
+    read_around: list[list[tg.Box]] = []
+
+    def spy(base: np.ndarray, out: np.ndarray, box: tg.Box, inks: list[tg.Box],
+            margins: tuple[float, ...] = tg.MARGINS) -> tg.TextFlag:
+        read_around.append(inks)
+        return tg.TextFlag(box, "AB 183 CD", "AB 183 CD", 1.0, 1.0)  # settled: the second set is not asked for
+
+    monkeypatch.setattr(tg, "read_box", spy)
+    tg.read_line(np.zeros_like(image), image, detected)  # the images differ: the line is read
+    pad = round(tg.SIDE_PAD * (ink[3] - ink[1]))
+    assert pad >= 3  # this text is 36 px tall
+    assert read_around[0][0] == (ink[0] - pad, ink[1], ink[2] + pad, ink[3])  # the unmoved box of the first set
+    assert [box[2] - box[0] for box in read_around[0]] == [ink[2] - ink[0] + 2 * pad] * len(tg.CROP_SETS[0][0])
+    assert tg.side_padded((1, 5, 30, 25), (40, 32, 3)) == (0, 5, 32, 25)  # within the image
+
 @needs_ocr
 @pytest.mark.parametrize(("seed", "text"), [(18, "exit"), (139, "sale")])
 def test_the_sensitive_pass_finds_a_faint_line_the_first_misses_and_keeps_the_first_boxes(seed: int,
