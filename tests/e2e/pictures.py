@@ -55,9 +55,9 @@ def close_to_scaled(mask: np.ndarray, small: np.ndarray, scale: int) -> None:
 
 
 def sign_flag_readings(flags: list[dict]) -> list[tuple[str, str]]:
-    """Each text flag's (the last two characters before, the reading after): [("88", "SO 8B")] for `small_sign`
-    (the bicubic's "SO" reads "50" or "SO" with a pixel of box)."""
-    return [(f["before"][-2:], f["after"]) for f in flags]
+    """Each text flag's last two characters (before, after): [("88", "8B")] for `small_sign` (its "SO" reads "50",
+    "SO" or "S0" with a pixel of box, in either image)."""
+    return [(f["before"][-2:], f["after"][-2:]) for f in flags]
 
 
 def small_sign() -> np.ndarray:

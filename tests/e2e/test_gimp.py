@@ -353,7 +353,7 @@ def test_text_flag_becomes_a_named_path_in_the_new_image(gimp_run: Path, e2e_dae
                               params={"scale": 4, "text_guard": True})
     assert (gimp_run / "text_flag_path.layer").read_bytes() == expected.pixels
     texts = [f for f in expected.info.get("flags", []) if f["kind"] == "text"]
-    assert sign_flag_readings(texts) == [("88", "SO 8B")], expected.info.get("flags")
+    assert sign_flag_readings(texts) == [("88", "8B")], expected.info.get("flags")
     paths = [p for p in rep["paths"] if p["name"].startswith("Retouch flag: text")]
     assert [(p["name"], p["box"], p["visible"], p["strokes"]) for p in paths] == \
         [(f"Retouch flag: {f['label']}", f["box"], True, 1) for f in texts], rep["paths"]
