@@ -44,7 +44,7 @@ class Line:
 def read_line(base: np.ndarray, out: np.ndarray, box: tg.Box) -> Line:
     """Every crop of the guard's two sets around the line's estimated ink box (widened as the guard widens it), read
     in both images."""
-    ink = tg.side_padded(tg.ink_box(out, box), out.shape)
+    ink = tg.reading_box(out, box)
     cuts = [cut for moves, margins in tg.CROP_SETS for cut in tg.cuts_around(tg.shifted(ink, moves), margins,
                                                                             out.shape)]
     before_side, after_side, candidates, ll = tg.read_cuts(base, out, cuts)

@@ -183,7 +183,7 @@ def test_the_ink_box_does_not_follow_pixels_far_from_the_detectors_estimate() ->
 
 
 def test_the_crops_reach_past_the_ink_box_on_the_left_and_right(monkeypatch: pytest.MonkeyPatch) -> None:
-    image, true, detected = text_line_with_detector_box()
+    image, _, detected = text_line_with_detector_box()
     ink = tg.ink_box(image, detected)
     read_around: list[list[tg.Box]] = []
 
@@ -198,7 +198,10 @@ def test_the_crops_reach_past_the_ink_box_on_the_left_and_right(monkeypatch: pyt
     assert pad >= 3  # this text is 36 px tall
     assert read_around[0][0] == (ink[0] - pad, ink[1], ink[2] + pad, ink[3])  # the unmoved box of the first set
     assert [box[2] - box[0] for box in read_around[0]] == [ink[2] - ink[0] + 2 * pad] * len(tg.CROP_SETS[0][0])
-    assert tg.side_padded((1, 5, 30, 25), (40, 32, 3)) == (0, 5, 32, 25)  # within the image
+    edge = np.zeros((40, 32, 3), np.uint8)
+    monkeypatch.setattr(tg, "ink_box", lambda image, box: (1, 5, 30, 25))
+    assert tg.reading_box(edge, (0, 0, 32, 40)) == (0, 5, 32, 25)  # within the image
+
 
 @needs_ocr
 @pytest.mark.parametrize(("seed", "text"), [(18, "exit"), (139, "sale")])

@@ -51,7 +51,7 @@ SIDE_PAD = 0.1  # the crops are cut around the ink box widened by this share of 
 #                hardly tells apart ("0"/"O", "1"/"I") one way or the other; extra background cuts nothing. On tuning
 #                seeds 4 and 5 the ink box's left or right edge lies 2 px or more inside the text on 12 % and 11 % of
 #                the lines, more than this pad inside on 2 % and 3 % (the median pad is 2 px)
-# how far beyond the box they are cut around (side_padded) any crop of CROP_SETS reaches, in shares of its height
+# how far beyond the box they are cut around (reading_box) any crop of CROP_SETS reaches, in shares of its height
 CROP_REACH = max(abs(v) for moves, _ in CROP_SETS for move in moves for v in move) + max(max(m) for _, m in CROP_SETS)
 DETECTOR_PAD = (0.2, 0.3)  # the detector's box exceeds the ink by about this share of the ink's height (x, y)
 INK_CONTRAST = 0.5  # ink pixels: further from the text's background colour than this share of the 97th
@@ -303,8 +303,11 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb8[..., ::-1])
 
 
-def padded(box: Box, pad: int, shape: tuple[int, ...]) -> Box:
-    return max(0, box[0] - pad), max(0, box[1] - pad), min(shape[1], box[2] + pad), min(shape[0], box[3] + pad)
+def padded(box: Box, pad: int, shape: tuple[int, ...], vertical: int | None = None) -> Box:
+    """`box` grown by `pad` px on the left and right and by `vertical` (default: `pad`) above and below, within
+    `shape`."""
+    v = pad if vertical is None else vertical
+    return max(0, box[0] - pad), max(0, box[1] - v), min(shape[1], box[2] + pad), min(shape[0], box[3] + v)
 
 
 def tight(box: Box) -> Box:
@@ -370,11 +373,11 @@ def ink_box(image: np.ndarray, box: Box) -> Box:
     return left, top, right, bottom
 
 
-def side_padded(ink: Box, shape: tuple[int, ...]) -> Box:
-    """`ink` widened by SIDE_PAD of its height on the left and right, within `shape`: the box the crops are cut
-    around."""
-    pad = round(SIDE_PAD * (ink[3] - ink[1]))
-    return max(0, ink[0] - pad), ink[1], min(shape[1], ink[2] + pad), ink[3]
+def reading_box(image: np.ndarray, box: Box) -> Box:
+    """The box a detected line's crops are cut around: its `ink_box` in `image`, widened by SIDE_PAD of its height
+    on the left and right (within the image)."""
+    ink = ink_box(image, box)
+    return padded(ink, round(SIDE_PAD * (ink[3] - ink[1])), image.shape, vertical=0)
 
 
 def grown(estimate: Box, box: Box, grow: int) -> tuple[slice, slice]:
@@ -474,7 +477,7 @@ def read_line(base: np.ndarray, out: np.ndarray, box: Box) -> TextFlag:
     decided by `pick`. A line whose pixels, as far as any crop reaches, are the same in both images cannot read
     differently: it is not read (empty readings), which makes the guard nearly free where a task left the text alone
     (restore, faces, a selection elsewhere)."""
-    ink = side_padded(ink_box(out, box), out.shape)
+    ink = reading_box(out, box)
     x0, y0, x1, y1 = padded(ink, int(np.ceil(CROP_REACH * (ink[3] - ink[1]))) + 1, out.shape)
     if np.array_equal(base[y0:y1, x0:x1], out[y0:y1, x0:x1]):
         return TextFlag(box, "", "", 0.0, 0.0)
