@@ -1,11 +1,13 @@
 """Other decision rules for the text guard, scored against the same reference as benchmarks/textguard.py.
 
-The guard flags a line when, by either of its two crop sets, the conservative image and the result read
-differently. This script reads every detected line once, keeping each of the 80 crops' readings and the CTC
-log-likelihood of every candidate string under every crop (both images), then scores rules that need them:
+The guard flags a line when its two crop sets' 80 crops together read it differently in the conservative image and
+the result (`textguard.pool`; until 2026-11-29 it flagged a line when either set alone did). This script reads
+every detected line once, keeping each of the 80 crops' readings and the CTC log-likelihood of every candidate
+string under every crop (both images), then scores rules that need them:
 
-- either set (the guard's rule, `textguard.pick`), both sets;
-- pooled: one reading per image from all 80 crops (the candidate with the highest mean log-likelihood);
+- pooled (the guard's rule): one reading per image from all 80 crops (the candidate with the highest mean
+  log-likelihood), a change of punctuation alone only when each set alone sees it;
+- either set (the rule before), both sets;
 - vote >= v: at least that share of the 80 cuts read differently in the two images;
 - either set and vote >= v.
 
@@ -72,13 +74,23 @@ def vote(line: Line) -> float:
 
 
 def rules() -> dict[str, Callable[[Line], bool]]:
-    def either(line: Line) -> bool:  # the guard's rule (textguard.pick): either set, punctuation alone by both
-        return tg.changed(tg.pick([reading(line, [s]) for s in range(len(tg.CROP_SETS))]))
+    def own(line: Line) -> list[tg.TextFlag]:
+        return [reading(line, [s]) for s in range(len(tg.CROP_SETS))]
+
+    def either(line: Line) -> bool:  # the rule before 2026-11-29: either set, punctuation alone by both
+        differing = [r for r in own(line) if tg.changed(r)]
+        return any(not tg.same_letters(r.before, r.after) for r in differing) or len(differing) == len(tg.CROP_SETS)
+
+    def pooled(line: Line) -> bool:  # the guard's rule (textguard.pool)
+        reading_all = reading(line, list(range(len(tg.CROP_SETS))))
+        if tg.changed(reading_all) and tg.same_letters(reading_all.before, reading_all.after):
+            return all(tg.changed(r) for r in own(line))
+        return tg.changed(reading_all)
 
     found: dict[str, Callable[[Line], bool]] = {
-        "either set (the guard)": either,
-        "both sets": lambda line: all(tg.changed(reading(line, [s])) for s in range(len(tg.CROP_SETS))),
-        "pooled, 80 crops": lambda line: tg.changed(reading(line, list(range(len(tg.CROP_SETS))))),
+        "pooled, 80 crops (the guard)": pooled,
+        "either set": either,
+        "both sets": lambda line: all(tg.changed(r) for r in own(line)),
     }
     for share in (0.2, 0.3, 0.4, 0.5):
         found[f"vote >= {share}"] = lambda line, share=share: vote(line) >= share

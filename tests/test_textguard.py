@@ -187,13 +187,16 @@ def test_the_crops_reach_past_the_ink_box_on_the_left_and_right(monkeypatch: pyt
     ink = tg.ink_box(image, detected)
     read_around: list[list[tg.Box]] = []
 
-    def spy(base: np.ndarray, out: np.ndarray, box: tg.Box, inks: list[tg.Box],
-            margins: tuple[float, ...] = tg.MARGINS) -> tg.TextFlag:
-        read_around.append(inks)
-        return tg.TextFlag(box, "AB 183 CD", "AB 183 CD", 1.0, 1.0)  # settled: the second set is not asked for
+    class Enough(Exception):
+        pass
 
-    monkeypatch.setattr(tg, "read_box", spy)
-    tg.read_line(np.zeros_like(image), image, detected)  # the images differ: the line is read
+    def spy(inks: list[tg.Box], margins: tuple[float, ...], shape: tuple[int, ...]) -> list[tg.Box]:
+        read_around.append(inks)
+        raise Enough  # the crops' places are all this test needs
+
+    monkeypatch.setattr(tg, "cuts_around", spy)
+    with pytest.raises(Enough):
+        tg.read_line(np.zeros_like(image), image, detected)  # the images differ: the line is read
     pad = round(tg.SIDE_PAD * (ink[3] - ink[1]))
     assert pad >= 3  # this text is 36 px tall
     assert read_around[0][0] == (ink[0] - pad, ink[1], ink[2] + pad, ink[3])  # the unmoved box of the first set
@@ -305,34 +308,70 @@ def test_same_size_task_compares_with_the_input_itself() -> None:
     assert [("".join(f.before.split()), "".join(f.after.split())) for f in flags] == [("AB183CD", "AB1B3CD")]
 
 
-def reading(before: str, after: str, score: float = 0.95, evidence: float = 1.0) -> tg.TextFlag:
-    return tg.TextFlag((0, 0, 10, 10), before, after, score, score, evidence if before != after else 0.0)
+def crop_reading(text: str, sure: float = 0.95, doubts: dict[int, tuple[str, float]] | None = None) -> tg.Posterior:
+    """A made-up crop's posterior that reads `text`, each character with probability `sure`, except those at the
+    positions of `doubts`, where (character, p) gives another character probability p (the rest to `text`'s)."""
+    engine = tg.ocr()
+    doubts = doubts or {}
+    probs = np.full((2 * len(text) + 1, len(engine.characters)), 1e-7, np.float32)
+    probs[0::2, 0] = 1.0  # blanks between the characters
+    for k, ch in enumerate(text):
+        other, p = doubts.get(k, ("", 0.0))
+        probs[2 * k + 1, engine.index[ch]] = sure - p
+        if other:
+            probs[2 * k + 1, engine.index[other]] = p
+        probs[2 * k + 1, 0] = 1.0 - sure
+    return tg.Posterior.of(probs / probs.sum(axis=1, keepdims=True), engine.characters)
 
 
-def test_pick_flags_a_letter_changed_by_either_crop_set_with_the_strongest_evidence() -> None:
-    one_set = tg.pick([reading("AB 183", "AB 183"), reading("AB 183", "AB 1B3", evidence=2.0)])
-    assert tg.changed(one_set) and (one_set.before, one_set.after) == ("AB 183", "AB 1B3")
-    both = tg.pick([reading("R0OM", "ROOM", evidence=0.5), reading("R0OM", "ROOM", evidence=3.0)])
-    assert tg.changed(both) and both.evidence == 3.0
-    agreed = tg.pick([reading("STOP 42", "STOP 42"), reading("STOP 42", "STOP 42")])
-    assert not tg.changed(agreed) and agreed.after == "STOP 42"
+def crop_set(before: tg.Posterior, after: tg.Posterior, crops: int = 4) -> tuple[list[tg.Posterior],
+                                                                                 list[tg.Posterior]]:
+    return [before] * crops, [after] * crops
 
 
-def test_pick_wants_every_set_to_see_a_change_of_punctuation_alone() -> None:
-    one_set = tg.pick([reading("6507-ZD2", "6507ZD2", evidence=1.6), reading("6507-ZD2", "6507-ZD2")])
-    assert not tg.changed(one_set) and one_set.after == "6507-ZD2"  # the agreeing set's reading is reported
-    assert not tg.changed(tg.pick([reading("1.5", "15"), reading("1.5", "1.5")]))
-    both = tg.pick([reading("1.5", "15", evidence=2.0), reading("1.5", "15", evidence=2.5)])
-    assert tg.changed(both) and both.after == "15"  # a dot lost in every set's crops is a changed reading
-    mixed = tg.pick([reading("AB-12", "AB12"), reading("AB-12", "AB-17", evidence=0.3)])
-    assert tg.changed(mixed) and mixed.after == "AB-17"  # a letter changed by one set still counts
+@needs_ocr
+def test_pool_flags_a_change_the_crop_sets_see_together_not_a_weak_flip_of_one() -> None:
+    box = (0, 0, 60, 20)
+    same = crop_reading("AB183")
+    both = tg.pool(box, [crop_set(same, crop_reading("AB1B3")), crop_set(same, crop_reading("AB1B3"))])
+    assert tg.changed(both) and (both.before, both.after) == ("AB183", "AB1B3") and both.evidence > 0
+    # one set's crops tip the "8" weakly to "B" (0.55 against 0.4); the other's read the "8" firmly: no change
+    weak = crop_reading("AB1B3", doubts={3: ("8", 0.4)})
+    assert tg.changed(tg.reading_of(box, *crop_set(same, weak)))  # that set alone would flag it
+    firm = crop_reading("AB183", doubts={3: ("B", 0.05)})
+    pooled = tg.pool(box, [crop_set(same, weak), crop_set(same, firm)])
+    assert not tg.changed(pooled) and pooled.after == "AB183"
+    # the same weak flip in one set and a "B" nearly as likely as the "8" in the other: together, a change
+    close = crop_reading("AB183", doubts={3: ("B", 0.45)})
+    assert tg.changed(tg.pool(box, [crop_set(same, weak), crop_set(same, close)]))
+    agreed = tg.pool(box, [crop_set(same, same), crop_set(same, same)])
+    assert not tg.changed(agreed) and agreed.after == "AB183"
 
 
-def test_pick_ignores_readings_no_image_reads_confidently() -> None:
+@needs_ocr
+def test_pool_wants_every_set_to_see_a_change_of_punctuation_alone() -> None:
+    box = (0, 0, 60, 20)
+    dashed = crop_reading("65-Z2")
+    lost = crop_set(dashed, crop_reading("65Z2"))  # this set's crops lose the dash in the result
+    kept = crop_set(dashed, crop_reading("65-Z2", sure=0.55))  # this set's keep it, if barely
+    together = tg.reading_of(box, lost[0] + kept[0], lost[1] + kept[1])
+    assert tg.changed(together) and together.after == "65Z2"  # pooled, the dash is lost
+    assert tg.changed(tg.reading_of(box, *lost)) and not tg.changed(tg.reading_of(box, *kept))
+    one_set = tg.pool(box, [lost, kept])
+    assert not tg.changed(one_set) and one_set.after == "65-Z2"  # the agreeing set's reading is reported
+    every = tg.pool(box, [lost, lost])
+    assert tg.changed(every) and every.after == "65Z2"  # a dash lost in every set's crops is a changed reading
+
+
+@needs_ocr
+def test_a_change_no_image_reads_confidently_is_not_flagged() -> None:
     assert tg.same_letters("AB-1.2", "AB12") and not tg.same_letters("AB12", "AB1Z")
-    unsure = tg.pick([reading("t", "1", score=tg.MIN_SCORE - 0.05, evidence=4.8), reading("t", "t")])
-    assert not tg.changed(unsure)
-    sure = tg.pick([reading("t", "1", score=tg.MIN_SCORE + 0.05, evidence=4.8), reading("t", "t")])
+    box = (0, 0, 20, 20)
+    unsure = tg.pool(box, [crop_set(crop_reading("t", sure=tg.MIN_SCORE - 0.05),
+                                    crop_reading("1", sure=tg.MIN_SCORE - 0.05))] * 2)
+    assert unsure.before == "t" and unsure.after == "1" and not tg.changed(unsure)
+    sure = tg.pool(box, [crop_set(crop_reading("t", sure=tg.MIN_SCORE + 0.05),
+                                  crop_reading("1", sure=tg.MIN_SCORE + 0.05))] * 2)
     assert tg.changed(sure)
 
 

@@ -9,14 +9,15 @@ its estimated ink box (the detector's box less its usual padding, each edge meas
 they show it), widened a little on the left and right so that no crop cuts a glyph: the box and four copies moved by
 a few percent of its height (left/right/up/down in one set, diagonally in the other), each extended by eight margins
 (the second set is skipped when the first reads the line the same in both images, and sure of it: `settled`). One
-crop's reading flips with a pixel of margin on glyphs the OCR can hardly tell apart ("0"/"O", "1"/"l"), so each
-set's reading of an image is the candidate string (any crop's greedy reading, from either image) with the highest
-CTC log-likelihood averaged over the set's crops. A line is flagged when, by either set, the two images' readings
-differ (exact characters, spaces ignored: "8"/"B" and "0"/"O" are what must be caught; a difference in punctuation
-alone only when both sets see it) and one of them is read confidently (MIN_SCORE): the guard leans towards flagging,
-since a missed change is what hurts. Each flag carries the evidence, how much less likely the result's reading is in
-the conservative image than its own reading, plus the converse, in nats per crop. `protect_text` puts the
-conservative pixels back in the flagged boxes, feathered.
+crop's reading flips with a pixel of margin on glyphs the OCR can hardly tell apart ("0"/"O", "1"/"l"), so an
+image's reading is the candidate string (any crop's greedy reading, from either image) with the highest CTC
+log-likelihood averaged over the crops of both sets together (`pool`: one set alone tips such a glyph either way
+with its crops' geometry; until 2026-11-29 a line was flagged when either set alone read it differently, which
+flagged those tips too). A line is flagged when the two images' readings differ (exact characters, spaces ignored:
+"8"/"B" and "0"/"O" are what must be caught; a difference in punctuation alone only when each set alone sees it) and
+one of them is read confidently (MIN_SCORE). Each flag carries the evidence, how much less likely the result's
+reading is in the conservative image than its own reading, plus the converse, in nats per crop. `protect_text` puts
+the conservative pixels back in the flagged boxes, feathered.
 
 OCR is rapidocr (PP-OCR det/rec ONNX models bundled in its wheel, run by onnxruntime on the CPU); it is imported on
 first use and loaded once per process. Measured: benchmarks/textguard.py.
@@ -436,10 +437,7 @@ def read_box(base: np.ndarray, out: np.ndarray, box: Box, inks: list[Box],
              margins: tuple[float, ...] = MARGINS) -> TextFlag:
     """Both readings of one text line (BGR uint8 images of the same size), from crops around each box of `inks`
     (the text's estimated tight box; several when its place is known less exactly) with each of `margins`."""
-    cuts = cuts_around(inks, margins, out.shape)
-    before_side, after_side, candidates, ll = read_cuts(base, out, cuts)
-    return decide(box, candidates, ll[:len(cuts)].mean(axis=0), ll[len(cuts):].mean(axis=0),
-                  float(np.mean([p.score for p in before_side])), float(np.mean([p.score for p in after_side])))
+    return reading_of(box, *read_sides(base, out, cuts_around(inks, margins, out.shape)))
 
 
 def cuts_around(inks: list[Box], margins: tuple[float, ...], shape: tuple[int, ...]) -> list[Box]:
@@ -447,17 +445,36 @@ def cuts_around(inks: list[Box], margins: tuple[float, ...], shape: tuple[int, .
     return [padded(ink, max(1, round(m * (ink[3] - ink[1]))), shape) for ink in inks for m in margins]
 
 
-def read_cuts(base: np.ndarray, out: np.ndarray, cuts: list[Box]
-              ) -> tuple[list[Posterior], list[Posterior], list[str], np.ndarray]:
-    """The same cuts read in both images: each side's posteriors, the candidate strings (any cut's greedy reading,
-    from either image) and their CTC log-likelihoods, a (2 x len(cuts)) x candidates array, conservative side
-    first."""
+def read_sides(base: np.ndarray, out: np.ndarray, cuts: list[Box]) -> tuple[list[Posterior], list[Posterior]]:
+    """The same cuts read in both images: the conservative image's posteriors, then the result's."""
     posteriors = ocr().posteriors([base[y0:y1, x0:x1] for x0, y0, x1, y1 in cuts] +
                                   [out[y0:y1, x0:x1] for x0, y0, x1, y1 in cuts])
+    return posteriors[:len(cuts)], posteriors[len(cuts):]
+
+
+def candidates_of(posteriors: list[Posterior]) -> tuple[list[str], np.ndarray]:
+    """The candidate strings (any crop's greedy reading) and their CTC log-likelihoods under every crop, a
+    len(posteriors) x candidates array."""
     candidates = sorted({p.text for p in posteriors})
     index = ocr().index
-    ll = log_likelihoods(posteriors, [[index[ch] for ch in c if ch in index] for c in candidates])
-    return posteriors[:len(cuts)], posteriors[len(cuts):], candidates, ll
+    return candidates, log_likelihoods(posteriors, [[index[ch] for ch in c if ch in index] for c in candidates])
+
+
+def read_cuts(base: np.ndarray, out: np.ndarray, cuts: list[Box]
+              ) -> tuple[list[Posterior], list[Posterior], list[str], np.ndarray]:
+    """The same cuts read in both images: each side's posteriors, the candidate strings (from either image) and
+    their CTC log-likelihoods, a (2 x len(cuts)) x candidates array, conservative side first."""
+    before, after = read_sides(base, out, cuts)
+    candidates, ll = candidates_of(before + after)
+    return before, after, candidates, ll
+
+
+def reading_of(box: Box, before: list[Posterior], after: list[Posterior]) -> TextFlag:
+    """Both readings of a line from its crops' posteriors in each image (the same cuts, or the same sets of cuts,
+    on both sides), by `decide`; each image's score is its crops' mean confidence."""
+    candidates, ll = candidates_of(before + after)
+    return decide(box, candidates, ll[:len(before)].mean(axis=0), ll[len(before):].mean(axis=0),
+                  float(np.mean([p.score for p in before])), float(np.mean([p.score for p in after])))
 
 
 def decide(box: Box, candidates: list[str], ll_before: np.ndarray, ll_after: np.ndarray, before_score: float,
@@ -473,20 +490,20 @@ def decide(box: Box, candidates: list[str], ll_before: np.ndarray, ll_after: np.
 
 
 def read_line(base: np.ndarray, out: np.ndarray, box: Box) -> TextFlag:
-    """Both readings of one detected line, by each of CROP_SETS (the second only when the first is not `settled`),
-    decided by `pick`. A line whose pixels, as far as any crop reaches, are the same in both images cannot read
-    differently: it is not read (empty readings), which makes the guard nearly free where a task left the text alone
-    (restore, faces, a selection elsewhere)."""
+    """Both readings of one detected line, by the crops of CROP_SETS (the second set only when the first is not
+    `settled`), decided by `pool`. A line whose pixels, as far as any crop reaches, are the same in both images
+    cannot read differently: it is not read (empty readings), which makes the guard nearly free where a task left
+    the text alone (restore, faces, a selection elsewhere)."""
     ink = reading_box(out, box)
     x0, y0, x1, y1 = padded(ink, int(np.ceil(CROP_REACH * (ink[3] - ink[1]))) + 1, out.shape)
     if np.array_equal(base[y0:y1, x0:x1], out[y0:y1, x0:x1]):
         return TextFlag(box, "", "", 0.0, 0.0)
-    readings: list[TextFlag] = []
+    sides: list[tuple[list[Posterior], list[Posterior]]] = []
     for moves, margins in CROP_SETS:
-        readings.append(read_box(base, out, box, shifted(ink, moves), margins))
-        if settled(readings[0]):
-            break
-    return pick(readings)
+        sides.append(read_sides(base, out, cuts_around(shifted(ink, moves), margins, out.shape)))
+        if len(sides) == 1 and settled(first := reading_of(box, *sides[0])):
+            return first
+    return pool(box, sides)
 
 
 def settled(reading: TextFlag) -> bool:
@@ -495,16 +512,18 @@ def settled(reading: TextFlag) -> bool:
     return same_text(reading.before, reading.after) and min(reading.before_score, reading.after_score) >= SETTLED_SCORE
 
 
-def pick(readings: list[TextFlag]) -> TextFlag:
-    """One line's readings by several crop sets made one: a set's whose readings differ and one is legible (letters
-    before punctuation, then the strongest evidence), else a set's whose readings agree. Readings that differ only
-    in punctuation count only when every set sees it: a hyphen or a dot is a few pixels, which one set's crops keep
-    and the other's lose (on the tuning splits no change the reference found was one of punctuation alone)."""
-    differing = [r for r in readings if changed(r)]
-    letters = [r for r in differing if not same_letters(r.before, r.after)]
-    if letters or (differing and len(differing) == len(readings)):
-        return max(letters or differing, key=lambda r: r.evidence)
-    return next((r for r in readings if not changed(r)), readings[0])
+def pool(box: Box, sides: list[tuple[list[Posterior], list[Posterior]]]) -> TextFlag:
+    """One line's readings from several crop sets' posteriors (per set: the conservative image's, the result's):
+    each image's reading is the candidate likeliest over every set's crops together, so a glyph that one set's
+    crops tip weakly one way and the other's firmly the other way reads as the firm majority, not as a change.
+    Readings that differ only in punctuation count only when every set alone sees it: a hyphen or a dot is a few
+    pixels, which one set's crops keep and the other's lose (on the tuning splits no change the reference found
+    was one of punctuation alone)."""
+    pooled = reading_of(box, [p for before, _ in sides for p in before], [p for _, after in sides for p in after])
+    if changed(pooled) and same_letters(pooled.before, pooled.after):
+        own = [reading_of(box, before, after) for before, after in sides]
+        return next((r for r in own if not changed(r)), pooled)
+    return pooled
 
 
 def read_text(source: np.ndarray, result: np.ndarray) -> list[TextFlag]:
