@@ -36,8 +36,9 @@ changed or ambiguous string (on an unchanged one, or on no string at all) / all 
 when it covers at least half of the string or the string covers at least half of it. Seconds per megapixel are of
 the result, for text_flags alone (the model's time apart), on 2 threads. Caveat: the reference and the guard share
 the recogniser, and since 2026-11-27 the guard reads each detected line by the same two crop sets (its own copy,
-`textguard.CROP_SETS`, around the ink box it estimates from the detector's box) and flags it when either set's
-readings differ; so the scores measure finding the text, placing it and deciding on it, not the OCR's accuracy.
+`textguard.CROP_SETS`, around the ink box it estimates from the detector's box; since 2026-11-29 one reading per image
+from both sets' crops together, before that a flag when either set's readings differed); so the scores measure
+finding the text, placing it and deciding on it, not the OCR's accuracy.
 
     python benchmarks/textguard.py                # evaluation split (seed 10, 300 scenes), with the chosen threshold
     python benchmarks/textguard.py --tune         # tuning split (seed 1, 120 scenes): sweep the two thresholds
