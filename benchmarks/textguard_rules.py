@@ -49,8 +49,9 @@ def read_line(base: np.ndarray, out: np.ndarray, box: tg.Box) -> Line:
     ink = tg.reading_box(out, box)
     cuts = [cut for moves, margins in tg.CROP_SETS for cut in tg.cuts_around(tg.shifted(ink, moves), margins,
                                                                             out.shape)]
-    before_side, after_side, candidates, ll = tg.read_cuts(base, out, cuts)
+    before_side, after_side = tg.read_sides(base, out, cuts)
     posteriors = before_side + after_side
+    candidates, ll = tg.candidates_of(posteriors)
     shape = (2, len(tg.CROP_SETS), len(cuts) // len(tg.CROP_SETS))
     return Line(box, candidates, ll.astype(np.float32).reshape(*shape, len(candidates)),
                 np.array([p.text for p in posteriors], dtype=object).reshape(shape),
@@ -82,10 +83,7 @@ def rules() -> dict[str, Callable[[Line], bool]]:
         return any(not tg.same_letters(r.before, r.after) for r in differing) or len(differing) == len(tg.CROP_SETS)
 
     def pooled(line: Line) -> bool:  # the guard's rule (textguard.pool)
-        reading_all = reading(line, list(range(len(tg.CROP_SETS))))
-        if tg.changed(reading_all) and tg.same_letters(reading_all.before, reading_all.after):
-            return all(tg.changed(r) for r in own(line))
-        return tg.changed(reading_all)
+        return tg.changed(tg.punctuation_checked(reading(line, list(range(len(tg.CROP_SETS)))), lambda: own(line)))
 
     found: dict[str, Callable[[Line], bool]] = {
         "pooled, 80 crops (the guard)": pooled,

@@ -460,15 +460,6 @@ def candidates_of(posteriors: list[Posterior]) -> tuple[list[str], np.ndarray]:
     return candidates, log_likelihoods(posteriors, [[index[ch] for ch in c if ch in index] for c in candidates])
 
 
-def read_cuts(base: np.ndarray, out: np.ndarray, cuts: list[Box]
-              ) -> tuple[list[Posterior], list[Posterior], list[str], np.ndarray]:
-    """The same cuts read in both images: each side's posteriors, the candidate strings (from either image) and
-    their CTC log-likelihoods, a (2 x len(cuts)) x candidates array, conservative side first."""
-    before, after = read_sides(base, out, cuts)
-    candidates, ll = candidates_of(before + after)
-    return before, after, candidates, ll
-
-
 def reading_of(box: Box, before: list[Posterior], after: list[Posterior]) -> TextFlag:
     """Both readings of a line from its crops' posteriors in each image (the same cuts, or the same sets of cuts,
     on both sides), by `decide`; each image's score is its crops' mean confidence."""
@@ -520,9 +511,14 @@ def pool(box: Box, sides: list[tuple[list[Posterior], list[Posterior]]]) -> Text
     pixels, which one set's crops keep and the other's lose (on the tuning splits no change the reference found
     was one of punctuation alone)."""
     pooled = reading_of(box, [p for before, _ in sides for p in before], [p for _, after in sides for p in after])
+    return punctuation_checked(pooled, lambda: [reading_of(box, before, after) for before, after in sides])
+
+
+def punctuation_checked(pooled: TextFlag, own: Callable[[], list[TextFlag]]) -> TextFlag:
+    """`pooled`, unless its readings differ in punctuation alone and one of the crop sets' `own` readings (asked
+    for only then) does not see that difference: then that set's reading."""
     if changed(pooled) and same_letters(pooled.before, pooled.after):
-        own = [reading_of(box, before, after) for before, after in sides]
-        return next((r for r in own if not changed(r)), pooled)
+        return next((r for r in own() if not changed(r)), pooled)
     return pooled
 
 
