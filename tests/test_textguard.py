@@ -375,6 +375,26 @@ def test_a_change_no_image_reads_confidently_is_not_flagged() -> None:
     assert tg.changed(sure)
 
 
+@needs_ocr
+def test_a_near_tie_between_glyphs_hardly_told_apart_is_not_flagged_but_a_clear_flip_or_another_glyph_is() -> None:
+    assert tg.only_confusable("SO06", "S 006") and tg.only_confusable("Il1", "1l|")
+    assert not tg.only_confusable("S8O6", "SBO6") and not tg.only_confusable("S006", "S0065")
+    box = (0, 0, 60, 20)
+
+    def flip(before: str, after: str, doubt: float) -> tg.TextFlag:
+        """Each image reads its string with the other's glyph at position 1 as likely as `doubt`."""
+        return tg.pool(box, [crop_set(crop_reading(before, doubts={1: (after[1], doubt)}),
+                                      crop_reading(after, doubts={1: (before[1], doubt)}))] * 2)
+
+    tie = flip("SO06", "S006", 0.45)  # 0.5 against 0.45 in each image
+    assert (tie.before, tie.after) == ("SO06", "S006") and 0 < tie.evidence < tg.CONFUSABLE_EVIDENCE
+    assert not tg.changed(tie)
+    clear = flip("SO06", "S006", 0.1)
+    assert clear.evidence >= tg.CONFUSABLE_EVIDENCE and tg.changed(clear)
+    eight = flip("S8O6", "SBO6", 0.45)  # the same near tie between "8" and "B" is a changed reading
+    assert eight.evidence < tg.CONFUSABLE_EVIDENCE and tg.changed(eight)
+
+
 def test_protect_text_puts_back_the_conservative_pixels_inside_and_nothing_far_outside() -> None:
     rng = np.random.default_rng(0)
     source = rng.random((40, 60, 3), dtype=np.float32)
