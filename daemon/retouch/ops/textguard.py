@@ -606,7 +606,7 @@ def changed(flag: TextFlag, min_score: float = MIN_SCORE, min_evidence: float = 
 
 def only_confusable(a: str, b: str) -> bool:
     """The readings are the same but for glyphs of the CONFUSABLE classes ("O0o", "1Il|"), spaces aside."""
-    return "".join(a.split()).translate(CONFUSABLE) == "".join(b.split()).translate(CONFUSABLE)
+    return same_text(a.translate(CONFUSABLE), b.translate(CONFUSABLE))
 
 
 def text_flags(source: np.ndarray, result: np.ndarray) -> list[TextFlag]:
