@@ -387,8 +387,12 @@ def ink_box(image: np.ndarray, box: Box) -> Box:
 def reading_box(image: np.ndarray, box: Box) -> Box:
     """The box a detected line's crops are cut around: its `ink_box` in `image`, widened by SIDE_PAD of its height
     on the left and right (within the image)."""
-    ink = ink_box(image, box)
-    return padded(ink, round(SIDE_PAD * (ink[3] - ink[1])), image.shape, vertical=0)
+    return widened(ink_box(image, box), image.shape)
+
+
+def widened(ink: Box, shape: tuple[int, ...]) -> Box:
+    """An ink box widened by SIDE_PAD of its height on the left and right, within `shape`."""
+    return padded(ink, round(SIDE_PAD * (ink[3] - ink[1])), shape, vertical=0)
 
 
 def grown(estimate: Box, box: Box, grow: int) -> tuple[slice, slice]:
@@ -495,7 +499,12 @@ def read_line(base: np.ndarray, out: np.ndarray, box: Box) -> TextFlag:
     `settled`), decided by `pool`. A line whose pixels, as far as any crop reaches, are the same in both images
     cannot read differently: it is not read (empty readings), which makes the guard nearly free where a task left
     the text alone (restore, faces, a selection elsewhere)."""
-    ink = reading_box(out, box)
+    return read_around(base, out, box, reading_box(out, box))
+
+
+def read_around(base: np.ndarray, out: np.ndarray, box: Box, ink: Box) -> TextFlag:
+    """`read_line`'s readings of the line `box` from crops cut around `ink` (its `reading_box`, or, in the benchmark,
+    a string's true ink box `widened`)."""
     x0, y0, x1, y1 = padded(ink, int(np.ceil(CROP_REACH * (ink[3] - ink[1]))) + 1, out.shape)
     if np.array_equal(base[y0:y1, x0:x1], out[y0:y1, x0:x1]):
         return TextFlag(box, "", "", 0.0, 0.0)
