@@ -502,15 +502,15 @@ def read_line(base: np.ndarray, out: np.ndarray, box: Box) -> TextFlag:
     return read_around(base, out, box, reading_box(out, box))
 
 
-def read_around(base: np.ndarray, out: np.ndarray, box: Box, ink: Box) -> TextFlag:
-    """`read_line`'s readings of the line `box` from crops cut around `ink` (its `reading_box`, or, in the benchmark,
-    a string's true ink box `widened`)."""
-    x0, y0, x1, y1 = padded(ink, int(np.ceil(CROP_REACH * (ink[3] - ink[1]))) + 1, out.shape)
+def read_around(base: np.ndarray, out: np.ndarray, box: Box, reading: Box) -> TextFlag:
+    """`read_line`'s readings of the line `box` from crops cut around `reading` (its `reading_box`, or, in the
+    benchmark, a string's true ink box `widened`)."""
+    x0, y0, x1, y1 = padded(reading, int(np.ceil(CROP_REACH * (reading[3] - reading[1]))) + 1, out.shape)
     if np.array_equal(base[y0:y1, x0:x1], out[y0:y1, x0:x1]):
         return TextFlag(box, "", "", 0.0, 0.0)
     sides: list[tuple[list[Posterior], list[Posterior]]] = []
     for moves, margins in CROP_SETS:
-        sides.append(read_sides(base, out, cuts_around(shifted(ink, moves), margins, out.shape)))
+        sides.append(read_sides(base, out, cuts_around(shifted(reading, moves), margins, out.shape)))
         if len(sides) == 1 and settled(first := reading_of(box, *sides[0])):
             return first
     return pool(box, sides)
