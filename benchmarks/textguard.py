@@ -113,6 +113,10 @@ class Case:
     def changed_first_set(self) -> list[bool]:
         return [ref_changed(r[0]) for r in self.readings]
 
+    def images(self) -> tuple[np.ndarray, np.ndarray]:
+        """The two images a reading compares (BGR uint8): the conservative one (bicubic), and the result."""
+        return tg.to_bgr8(bicubic(self.source, self.scale)), tg.to_bgr8(self.result)
+
 
 def scenes(seed: int, count: int, min_px: int = MIN_PX) -> Iterator[tuple[Scene, int, float, np.ndarray]]:
     """The split's scenes: (scene, scale, blur, the degraded scene the upscaler gets)."""
@@ -155,7 +159,7 @@ def robust_status(case: Case, flagged: list[tg.Box]) -> list[str]:
     """Per region, the reference's status when it must also hold on every one of `variants` of the known box:
     "changed" or "unchanged" only when all agree, else "ambiguous". Only strings that count can change the scores
     (changed ones, and unchanged ones under a flag), so only those are read again; the others keep their status."""
-    base, out = tg.to_bgr8(bicubic(case.source, case.scale)), tg.to_bgr8(case.result)
+    base, out = case.images()
     states = []
     for region, st in zip(case.scene.regions, case.status, strict=True):
         if st == "changed" or (st == "unchanged" and any(on_region(f, region.box) for f in flagged)):
@@ -257,7 +261,7 @@ def true_box_flags(case: Case) -> list[tg.Box]:
     """The guard's reading and rule on each rendered string, with its crops cut around the string's true ink box
     (widened as the guard widens its own) instead of a detected line's estimated one: what the guard would score
     if it found every string and placed its crops perfectly. Flags are the strings' font boxes."""
-    base, out = tg.to_bgr8(bicubic(case.source, case.scale)), tg.to_bgr8(case.result)
+    base, out = case.images()
     flagged = []
     for region in case.scene.regions:
         if region.ink is None:
@@ -335,7 +339,7 @@ def ink_status(all_cases: list[Case], seed: int, cache: Path | None) -> list[lis
         readings = []
         for case, (scene, *_) in zip(all_cases, scenes(seed, len(all_cases)), strict=True):
             assert [r.box for r in scene.regions] == [r.box for r in case.scene.regions], "not the cached scenes"
-            base, out = tg.to_bgr8(bicubic(case.source, case.scale)), tg.to_bgr8(case.result)
+            base, out = case.images()
             readings.append([read_known(base, out, r.ink) for r in scene.regions])
         if saved is not None:
             with saved.open("wb") as f:
