@@ -174,6 +174,25 @@ def test_the_ink_box_is_not_a_plate_the_detector_boxed() -> None:
     assert within_a_pixel(found, true), (found, true)
 
 
+def test_the_ink_box_of_a_plate_with_a_wide_border_above_the_text_follows_the_pixels(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plate reaches 14 px above the text and 3 px below it: the detector's box fitted to the plate puts the
+    estimated top 14 px high, more than ROW_TRUST of the height from the ink's top. On a plate the rows measured are
+    trusted further (PLATE_ROW_TRUST): the box is the text's, not the plate's top."""
+    image, true, _ = text_line_with_detector_box()
+    x0, y0, x1, y1 = true
+    plate = (x0 - 3, y0 - 14, x1 + 3, y1 + 3)
+    scene = on_a_plate(image, plate, (60, 140, 60))
+    height = plate[3] - plate[1]
+    dx, dy = round(tg.DETECTOR_PAD[0] * height), round(tg.DETECTOR_PAD[1] * height)
+    detected = (plate[0] - dx, plate[1] - dy, plate[2] + dx, plate[3] + dy)
+    assert tg.tight(detected) == plate and 14 > tg.ROW_TRUST * height
+    found = tg.ink_box(scene, detected)
+    assert within_a_pixel(found, true), (found, true)
+    monkeypatch.setattr(tg, "PLATE_ROW_TRUST", tg.ROW_TRUST)  # trusted no further than elsewhere: the plate's top
+    assert tg.ink_box(scene, detected)[1] == plate[1]
+
+
 def test_the_ink_box_does_not_follow_pixels_far_from_the_detectors_estimate() -> None:
     image, true, detected = text_line_with_detector_box(overline="inside")
     guess, found = tg.tight(detected), tg.ink_box(image, detected)
