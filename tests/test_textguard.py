@@ -157,18 +157,25 @@ def test_the_ink_box_takes_its_background_from_right_around_the_text() -> None:
     assert within_a_pixel(found, true), (found, true)
 
 
+def text_on_a_plate(above: int) -> tuple[np.ndarray, tg.Box, tg.Box, tg.Box]:
+    """`text_line_with_detector_box`'s line on a light plate reaching `above` px above its ink and 3 px on the other
+    sides, on a green scene: (the picture, the ink's true box, the plate, a detector box fitted to the plate with the
+    padding tight() assumes)."""
+    image, true, _ = text_line_with_detector_box()
+    x0, y0, x1, y1 = true
+    plate = (x0 - 3, y0 - above, x1 + 3, y1 + 3)
+    height = plate[3] - plate[1]
+    dx, dy = round(tg.DETECTOR_PAD[0] * height), round(tg.DETECTOR_PAD[1] * height)
+    return on_a_plate(image, plate, (60, 140, 60)), true, plate, (plate[0] - dx, plate[1] - dy, plate[2] + dx,
+                                                                   plate[3] + dy)
+
+
 def test_the_ink_box_is_not_a_plate_the_detector_boxed() -> None:
     """A light plate 3 px around the text on a green scene, the detector's box fitted to the plate: the ring around
     the estimate lies on the scene, so the whole plate differs from that background. Text is never most of its box:
     the plate's inside is then the background (measured against the ring alone, the plate was the ink, 3-4 px too
     large on each side)."""
-    image, true, _ = text_line_with_detector_box()
-    x0, y0, x1, y1 = true
-    plate = (x0 - 3, y0 - 3, x1 + 3, y1 + 3)
-    scene = on_a_plate(image, plate, (60, 140, 60))
-    height = plate[3] - plate[1]
-    dx, dy = round(tg.DETECTOR_PAD[0] * height), round(tg.DETECTOR_PAD[1] * height)
-    detected = (plate[0] - dx, plate[1] - dy, plate[2] + dx, plate[3] + dy)
+    scene, true, plate, detected = text_on_a_plate(above=3)
     assert tg.tight(detected) == plate
     found = tg.ink_box(scene, detected)
     assert within_a_pixel(found, true), (found, true)
@@ -179,14 +186,8 @@ def test_the_ink_box_of_a_plate_with_a_wide_border_above_the_text_follows_the_pi
     """The plate reaches 14 px above the text and 3 px below it: the detector's box fitted to the plate puts the
     estimated top 14 px high, more than ROW_TRUST of the height from the ink's top. On a plate the rows measured are
     trusted further (PLATE_ROW_TRUST): the box is the text's, not the plate's top."""
-    image, true, _ = text_line_with_detector_box()
-    x0, y0, x1, y1 = true
-    plate = (x0 - 3, y0 - 14, x1 + 3, y1 + 3)
-    scene = on_a_plate(image, plate, (60, 140, 60))
-    height = plate[3] - plate[1]
-    dx, dy = round(tg.DETECTOR_PAD[0] * height), round(tg.DETECTOR_PAD[1] * height)
-    detected = (plate[0] - dx, plate[1] - dy, plate[2] + dx, plate[3] + dy)
-    assert tg.tight(detected) == plate and 14 > tg.ROW_TRUST * height
+    scene, true, plate, detected = text_on_a_plate(above=14)
+    assert tg.tight(detected) == plate and 14 > tg.ROW_TRUST * (plate[3] - plate[1])
     found = tg.ink_box(scene, detected)
     assert within_a_pixel(found, true), (found, true)
     monkeypatch.setattr(tg, "PLATE_ROW_TRUST", tg.ROW_TRUST)  # trusted no further than elsewhere: the plate's top
