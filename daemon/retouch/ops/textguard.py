@@ -3,7 +3,8 @@
 Text lines are detected on the result and on the conservative image (a bicubic upscale of the input, or the input
 itself for same-size tasks), only in windows around the pixels that differ (`changed_windows`: a restore touches a
 few regions; after an upscale that is the whole image), and the two sets of boxes are merged; a second, more
-sensitive pass (both images enlarged twice, lower thresholds) adds the small or faint lines the first did not find.
+sensitive pass (both images enlarged twice, lower thresholds) adds the small or faint lines the first did not find,
+and boxes that are pieces of one line (`one_line`) are joined.
 Each line is then read (recognition only) in both images from the same cuts, by two independent sets of crops around
 its estimated ink box (the detector's box less its usual padding, each edge measured from the result's pixels where
 they show it), widened a little on the left and right so that no crop cuts a glyph: the box and four copies moved by
@@ -347,20 +348,20 @@ def ink_box(image: np.ndarray, box: Box) -> Box:
 
     Ink: the pixels of the detector's box further from the background than INK_CONTRAST of the strongest difference
     within the estimated ink box, where the background is the median colour of a thin ring around that estimate
-    (BACKGROUND_RING: the plate or the photo right behind the letters, not what lies at the detector box's border, which
-    is often the scene around a plate), and blobs that touch the detector box's border (the scene around a plate, a
-    neighbouring line) left out. When that ink covers more than MAX_INK_SHARE of the estimate, the ring lay on the scene
-    around a plate the detector boxed tightly: the estimate's own median colour is the background, and the rows
-    measured are trusted further (PLATE_ROW_TRUST). Top and bottom: the first and last rows holding INK_ROW_PIXELS
-    ink pixels, less and plus one pixel. Left and right: within those rows
-    and near the ink, where each column's strongest difference first reaches INK_CONTRAST of the strongest, from either
-    side, to a tenth of a pixel (a blurred edge is half way up its ramp where the sharp edge was), less and plus one
-    pixel. The crops that read the line are cut around this box, so its place decides what the recogniser sees; the
-    detector's own padding varies by several pixels from line to line. Measured on tuning seeds 4 and 5 (875 lines on
-    one string each) against each string's rendered pixels' box: all four edges within a pixel on 71 % and 75 % of the
-    lines, an edge more than 3 px off on 13 % and 11 % (without the MAX_INK_SHARE fallback: 68 % and 71 %, 16 % on both;
-    with the detector box's border for background and no blobs left out: 49 % and 51 %; from the detector's box alone:
-    15 % on seed 5)."""
+    (BACKGROUND_RING: the plate or the photo right behind the letters, not what lies at the detector box's border,
+    which is often the scene around a plate), and blobs that touch the detector box's border (the scene around a
+    plate, a neighbouring line) left out. When that ink covers more than MAX_INK_SHARE of the estimate, the ring lay
+    on the scene around a plate the detector boxed tightly: the estimate's own median colour is the background, and
+    the rows measured are trusted further (PLATE_ROW_TRUST). Top and bottom: the first and last rows holding
+    INK_ROW_PIXELS ink pixels, less and plus one pixel. Left and right: within those rows and near the ink, where
+    each column's strongest difference first reaches INK_CONTRAST of the strongest, from either side, to a tenth of
+    a pixel (a blurred edge is half way up its ramp where the sharp edge was), less and plus one pixel. The crops
+    that read the line are cut around this box, so its place decides what the recogniser sees; the detector's own
+    padding varies by several pixels from line to line. Measured on tuning seeds 4 and 5 (875 lines on one string
+    each) against each string's rendered pixels' box: all four edges within a pixel on 71 % and 75 % of the lines,
+    an edge more than 3 px off on 13 % and 11 % (without the MAX_INK_SHARE fallback: 68 % and 71 %, 16 % on both;
+    with the detector box's border for background and no blobs left out: 49 % and 51 %; from the detector's box
+    alone: 15 % on seed 5)."""
     estimate = tight(box)
     x0, y0, x1, y1 = box
     patch = image[y0:y1, x0:x1].astype(np.float32)
