@@ -40,7 +40,7 @@ the recogniser, and since 2026-11-27 the guard reads each detected line by the s
 from both sets' crops together, before that a flag when either set's readings differed); so the scores measure
 finding the text, placing it and deciding on it, not the OCR's accuracy.
 
-    python benchmarks/textguard.py                # evaluation split (seed 14, 300 scenes), with the chosen threshold
+    python benchmarks/textguard.py                # evaluation split (seed 15, 300 scenes), with the chosen threshold
     python benchmarks/textguard.py --tune         # tuning split (seed 1, 120 scenes): sweep the two thresholds
     python benchmarks/textguard.py --naive        # also the naive design: full OCR on both images, boxes compared
     python benchmarks/textguard.py --robust       # also against the reference that must hold on box variants

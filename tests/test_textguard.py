@@ -166,8 +166,8 @@ def text_on_a_plate(above: int) -> tuple[np.ndarray, tg.Box, tg.Box, tg.Box]:
     plate = (x0 - 3, y0 - above, x1 + 3, y1 + 3)
     height = plate[3] - plate[1]
     dx, dy = round(tg.DETECTOR_PAD[0] * height), round(tg.DETECTOR_PAD[1] * height)
-    return on_a_plate(image, plate, (60, 140, 60)), true, plate, (plate[0] - dx, plate[1] - dy, plate[2] + dx,
-                                                                   plate[3] + dy)
+    detected = (plate[0] - dx, plate[1] - dy, plate[2] + dx, plate[3] + dy)
+    return on_a_plate(image, plate, (60, 140, 60)), true, plate, detected
 
 
 def test_the_ink_box_is_not_a_plate_the_detector_boxed() -> None:
